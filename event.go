@@ -194,6 +194,9 @@ func (e *Event) Validate(o Options) error {
 	if e.MaxAttempts < 1 {
 		return invalid("max_attempts", "must be at least 1, got %d", e.MaxAttempts)
 	}
+	if m := bytes.TrimSpace(e.Metadata); len(m) == 0 || bytes.Equal(m, []byte("null")) {
+		e.Metadata = nil // absent
+	}
 	if len(e.Metadata) > 0 {
 		m := bytes.TrimSpace(e.Metadata)
 		if len(m) == 0 || m[0] != '{' || !json.Valid(m) {

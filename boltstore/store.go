@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -188,7 +189,7 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, er
 		return 0, ErrWrongDB
 	}
 	for i, e := range events {
-		if err := e.Prepare(s.opts.Event); err != nil {
+		if err := s.prepare(e); err != nil {
 			if len(events) > 1 {
 				return 0, fmt.Errorf("events[%d]: %w", i, err)
 			}
@@ -197,14 +198,30 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, er
 	}
 	w := s.writer(tx)
 	now := s.opts.Now().UTC()
-	for _, e := range events {
+	for i, e := range events {
 		n, err := w.enqueue(e, now)
 		if err != nil {
+			if len(events) > 1 {
+				return 0, fmt.Errorf("events[%d]: %w", i, err)
+			}
 			return 0, err
 		}
 		created += n
 	}
 	return created, w.finish()
+}
+
+// prepare fills and validates e, and checks that a created_at set by the
+// caller survives the record format (nanoseconds since 1970 in an int64:
+// 1678 to 2262, and not exactly the epoch, which reads back as unset).
+func (s *Store) prepare(e *outbox.Event) error {
+	if err := e.Prepare(s.opts.Event); err != nil {
+		return err
+	}
+	if t := e.CreatedAt; !t.IsZero() && !fromNanos(t.UnixNano()).Equal(t) {
+		return &outbox.ValidationError{Field: "created_at", Reason: fmt.Sprintf("%s cannot be stored (years 1678 to 2262)", t.Format(time.RFC3339Nano))}
+	}
+	return nil
 }
 
 // Enqueue adds events in a transaction of their own, all or nothing,
@@ -218,7 +235,7 @@ func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created i
 	// Prepare outside the batch: Batch may run the function twice, and the
 	// ids must be the same both times.
 	for i, e := range events {
-		if err := e.Prepare(s.opts.Event); err != nil {
+		if err := s.prepare(e); err != nil {
 			if len(events) > 1 {
 				return 0, fmt.Errorf("events[%d]: %w", i, err)
 			}
@@ -338,13 +355,15 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("boltstore: due: %w", err)
 	}
+	// Events out of backoff come first from the loops above: sort always,
+	// not only when cutting at n, so that the order is the one promised.
+	slices.SortFunc(events, func(a, b *outbox.Event) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
 	if len(events) > n {
-		slices.SortFunc(events, func(a, b *outbox.Event) int {
-			if a.Priority != b.Priority {
-				return b.Priority - a.Priority
-			}
-			return int(a.Seq) - int(b.Seq)
-		})
 		events = events[:n]
 	}
 	return events, next, nil
@@ -359,7 +378,8 @@ type Ack struct {
 
 // Complete marks acked events completed in one transaction and promotes the
 // next event of each of their entities. Events no longer pending (deleted or
-// changed by an operator meanwhile) are left alone.
+// changed by an operator meanwhile), and pending events that Due could not
+// have returned (not their entity's head), are left alone.
 func (s *Store) Complete(ctx context.Context, acks []Ack) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -372,7 +392,10 @@ func (s *Store) Complete(ctx context.Context, acks []Ack) error {
 			if err != nil {
 				return err
 			}
-			if e == nil || e.Status != outbox.StatusPending {
+			// Only a pending head (filed as ready or delayed) can have been
+			// handed out by Due; a stale or stray seq must not complete or
+			// fail an event out of its entity's order.
+			if e == nil || e.Status != outbox.StatusPending || !w.isReady(e) {
 				continue
 			}
 			if err := w.unready(e); err != nil {
@@ -422,7 +445,10 @@ func (s *Store) Fail(ctx context.Context, fails []Failure) error {
 			if err != nil {
 				return err
 			}
-			if e == nil || e.Status != outbox.StatusPending {
+			// Only a pending head (filed as ready or delayed) can have been
+			// handed out by Due; a stale or stray seq must not complete or
+			// fail an event out of its entity's order.
+			if e == nil || e.Status != outbox.StatusPending || !w.isReady(e) {
 				continue
 			}
 			if err := w.unready(e); err != nil {

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
+	"github.com/fitiqcore/outbox/publisher"
+	"github.com/fitiqcore/outbox/relay"
+	"github.com/lmittmann/tint"
+)
+
+func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (YAML); see config.example.yaml")
+	if err := fs.Parse(args); err != nil {
+		return exitCode(2)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	store, err := boltstore.Open(cfg.Store.Path, &boltstore.Options{
+		Timeout: time.Second,
+		Event:   outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	url := cfg.NATS.URL
+	if url == "" {
+		ns, err := startEmbedded(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		url = ns.ClientURL()
+	}
+	retry := outbox.RetryPolicy{InitialInterval: cfg.Retry.InitialInterval, MaxInterval: cfg.Retry.MaxInterval, Multiplier: cfg.Retry.Multiplier}
+	pub, err := publisher.Connect(publisher.Config{
+		URL:           url,
+		SubjectPrefix: cfg.Stream.SubjectPrefix,
+		Source:        cfg.Stream.Source,
+		Stream: publisher.StreamConfig{
+			Manage: *cfg.Stream.Manage, Name: cfg.Stream.Name, Replicas: cfg.Stream.Replicas,
+			Storage: cfg.Stream.Storage, DuplicateWindow: cfg.Stream.DuplicateWindow,
+		},
+		Auth: publisher.Auth{
+			User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token,
+			NKeySeedFile: cfg.NATS.NKeySeedFile, CredsFile: cfg.NATS.CredsFile,
+			TLSCAFile: cfg.NATS.TLS.CAFile, TLSCertFile: cfg.NATS.TLS.CertFile, TLSKeyFile: cfg.NATS.TLS.KeyFile,
+		},
+		Retry:          &retry,
+		PublishTimeout: cfg.NATS.PublishTimeout,
+		MaxPending:     cfg.Relay.MaxInFlight,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+
+	rl, err := relay.New(store, pub, relay.Config{
+		BatchSize:    cfg.Relay.BatchSize,
+		MaxInFlight:  cfg.Relay.MaxInFlight,
+		Retry:        retry,
+		Jitter:       *cfg.Retry.Jitter,
+		DrainTimeout: cfg.Relay.DrainTimeout,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	api := httpapi.New(store, httpapi.Options{
+		MaxPayload: cfg.Store.MaxPayload,
+		Ready: func(context.Context) error {
+			if !pub.Connected() {
+				return errors.New("nats not connected")
+			}
+			return nil
+		},
+		Logger: log,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("relay serving", "http", ln.Addr().String(), "nats", url, "store", cfg.Store.Path, "stream", cfg.Stream.Name)
+
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	relayErr := make(chan error, 1)
+	go func() { relayErr <- rl.Run(relayCtx) }()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	go warnPayloadLimit(relayCtx, pub, cfg.Store.MaxPayload, log)
+
+	var runErr error
+	relayDone := false
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: closing ingest, draining in-flight publishes")
+	case runErr = <-relayErr:
+		relayDone = true
+	case runErr = <-httpErr:
+	}
+	// Stop ingest first, then drain the relay: nothing accepted is left behind
+	// unstored, and what is unpublished stays pending for the next start.
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("http shutdown: %w", err)
+	}
+	stopRelay()
+	if !relayDone {
+		if err := <-relayErr; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	log.Info("relay stopped")
+	return runErr
+}
+
+// warnPayloadLimit checks, once connected, that the server accepts the
+// largest payload the store accepts (plus room for headers).
+func warnPayloadLimit(ctx context.Context, pub *publisher.Publisher, limit int, log *slog.Logger) {
+	if pub.Ready(ctx) != nil {
+		return
+	}
+	if max := pub.MaxPayload(); max > 0 && int64(limit)+headerRoom > max {
+		log.Error("store.max_payload is above what the NATS server accepts; larger events will fail",
+			"store.max_payload", limit, "server_max_payload", max, "header_room", headerRoom)
+	}
+}
+
+const headerRoom = 64 << 10
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	}
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: c.Format == "text" || !isTerminal(w)}))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,87 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/boltstore"
+)
+
+// requestError is a client error found by this package (content type, body
+// size, JSON shape) before the store is involved. Its message names the
+// offending field where there is one.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func reject(status int, format string, args ...any) *requestError {
+	return &requestError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// withIndex prefixes a batch element's error with its place in the batch,
+// keeping the status it maps to.
+func withIndex(i int, err error) error {
+	status, msg := statusOf(err)
+	return &requestError{status: status, msg: fmt.Sprintf("events[%d]: %s", i, msg)}
+}
+
+// statusOf maps an error to its HTTP status and the message of the JSON
+// error body. Everything the client can fix is a 4xx; a cancelled or timed
+// out request is a 503; anything else is a server fault, a 500.
+func statusOf(err error) (int, string) {
+	var re *requestError
+	switch {
+	case errors.As(err, &re):
+		return re.status, re.msg
+	case errors.Is(err, outbox.ErrPayloadTooLarge): // before ErrInvalidEvent: it wraps both
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, outbox.ErrInvalidEvent):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, boltstore.ErrDuplicate):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, boltstore.ErrNotFound):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "unavailable: " + err.Error()
+	}
+	return http.StatusInternalServerError, "internal: " + err.Error()
+}
+
+// errorBody is the JSON form of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// fail answers err as a JSON error body. Server faults are logged here, once.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := statusOf(err)
+	switch {
+	case status >= 500 && status != http.StatusServiceUnavailable:
+		s.log.ErrorContext(r.Context(), "httpapi: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	case status >= 500:
+		s.log.WarnContext(r.Context(), "httpapi: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	s.writeJSON(w, status, errorBody{Error: msg})
+}
+
+// writeJSON answers v as JSON with the given status.
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("httpapi: encode response", "err", err)
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: "internal: encode response: " + err.Error()})
+	}
+	h := w.Header()
+	h.Set("Content-Type", outbox.ContentTypeJSON)
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // the client went away; nothing to do
+}

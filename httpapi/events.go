@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/boltstore"
+)
+
+// batch is the body of POST /v1/events/batch, request and response.
+type batch struct {
+	Events []*outbox.Event `json:"events"`
+}
+
+// postEvent stores one event: 201 with the stored event, 200 when its id is
+// stored already with the same content.
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	raw, err := s.readJSON(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := decodeEvent(raw, "body")
+	if err == nil {
+		err = s.checkPayload(e)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	created, err := s.store.Enqueue(r.Context(), e)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created > 0 {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", "/v1/events/"+url.PathEscape(e.ID))
+	s.writeJSON(w, status, e)
+}
+
+// postBatch stores a list of events in one transaction, all or nothing: 201
+// with the stored events in order, 200 when every one was stored already
+// with the same content. Errors name the event by its index.
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
+	events, err := s.readBatch(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	created, err := s.store.Enqueue(r.Context(), events...)
+	switch {
+	case err == nil:
+	case len(events) == 1 && errors.Is(err, outbox.ErrInvalidEvent):
+		err = withIndex(0, err) // the store names the index only among several
+	case errors.Is(err, boltstore.ErrDuplicate):
+		if i := s.conflictIndex(r.Context(), events); i >= 0 {
+			err = withIndex(i, err)
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created > 0 {
+		status = http.StatusCreated
+	}
+	s.writeJSON(w, status, batch{Events: events})
+}
+
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Event, error) {
+	raw, err := s.readJSON(w, r)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := object(raw, "body", "", batchKeys)
+	if err != nil {
+		return nil, err
+	}
+	list, ok := obj["events"]
+	if !ok {
+		return nil, reject(http.StatusBadRequest, "invalid events: required")
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(list, &items); err != nil {
+		return nil, reject(http.StatusBadRequest, "invalid events: want an array, got %s", kindOf(list))
+	}
+	if len(items) == 0 {
+		return nil, reject(http.StatusBadRequest, "invalid events: want at least one event")
+	}
+	events := make([]*outbox.Event, len(items))
+	for i, item := range items {
+		e, err := decodeEvent(item, "event")
+		if err == nil {
+			err = s.checkPayload(e)
+		}
+		if err != nil {
+			return nil, withIndex(i, err)
+		}
+		events[i] = e
+	}
+	return events, nil
+}
+
+// checkPayload applies the server's payload limit.
+func (s *Server) checkPayload(e *outbox.Event) error {
+	if len(e.Payload) > s.maxPayload {
+		return reject(http.StatusRequestEntityTooLarge, "invalid payload: %d bytes, over the limit of %d", len(e.Payload), s.maxPayload)
+	}
+	return nil
+}
+
+// conflictIndex finds the event that made a batch fail with ErrDuplicate:
+// one that repeats an earlier event's id with other content, or whose id is
+// stored with other content. It returns -1 when it finds none (the store
+// changed meanwhile). It runs only on that error path.
+func (s *Server) conflictIndex(ctx context.Context, events []*outbox.Event) int {
+	seen := make(map[string]*outbox.Event, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			continue
+		}
+		if prev, ok := seen[e.ID]; ok {
+			if !prev.SameContent(e) {
+				return i
+			}
+			continue
+		}
+		seen[e.ID] = e
+		if stored, err := s.store.Get(ctx, e.ID); err == nil && !stored.SameContent(e) {
+			return i
+		}
+	}
+	return -1
+}
+
+// getEvent answers the event with its current status, or 404.
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	e, err := s.store.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, e)
+}
+
+// stats answers the number of events per status.
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	st, err := s.store.Stats(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, st)
+}
