@@ -140,7 +140,9 @@ func Connect(cfg Config) (*Publisher, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			p.log.Warn("nats disconnected", "err", err)
+			if err != nil { // nil: we closed it
+				p.log.Warn("nats disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
