@@ -138,8 +138,14 @@ func (s *Store) init(tx *bolt.Tx) error {
 	}
 	for _, seq := range stuck {
 		e, err := w.get(seq)
-		if err != nil || e == nil {
+		if err != nil {
 			return err
+		}
+		if e == nil { // a stale index entry: drop it
+			if err := w.byStatus.Delete(statusKey(outbox.StatusProcessing, seq)); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := w.setStatus(e, outbox.StatusPending); err != nil {
 			return err
