@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -54,9 +55,26 @@ func (o *Options) setDefaults() {
 
 // Store is an outbox kept in one bbolt file. It is safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	opts Options
-	wake chan struct{}
+	db         *bolt.DB
+	opts       Options
+	wake       chan struct{}
+	maxPayload atomic.Int64 // 0: opts.Event's limit
+}
+
+// SetMaxPayload lowers (or raises) the payload limit of new events at run
+// time: the relay sets it once it knows the NATS server's max_payload, so the
+// store never accepts an event that could not be published.
+func (s *Store) SetMaxPayload(n int) { s.maxPayload.Store(int64(n)) }
+
+// MaxPayload is the payload limit new events are held to.
+func (s *Store) MaxPayload() int {
+	if n := s.maxPayload.Load(); n > 0 {
+		return int(n)
+	}
+	if s.opts.Event.MaxPayload > 0 {
+		return s.opts.Event.MaxPayload
+	}
+	return outbox.DefaultPayload
 }
 
 var (
@@ -221,7 +239,9 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, er
 // caller survives the record format (nanoseconds since 1970 in an int64:
 // 1678 to 2262, and not exactly the epoch, which reads back as unset).
 func (s *Store) prepare(e *outbox.Event) error {
-	if err := e.Prepare(s.opts.Event); err != nil {
+	o := s.opts.Event
+	o.MaxPayload = s.MaxPayload()
+	if err := e.Prepare(o); err != nil {
 		return err
 	}
 	if t := e.CreatedAt; !t.IsZero() && !fromNanos(t.UnixNano()).Equal(t) {

@@ -2,6 +2,7 @@ package boltstore_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -169,4 +170,19 @@ func assertEventEqual(t testing.TB, want, got *outbox.Event) {
 	check("completed_at", got.CompletedAt.Equal(want.CompletedAt), want.CompletedAt, got.CompletedAt)
 	check("attempt_count", got.AttemptCount == want.AttemptCount, want.AttemptCount, got.AttemptCount)
 	check("last_error", got.LastError == want.LastError, want.LastError, got.LastError)
+}
+
+func TestSetMaxPayload(t *testing.T) {
+	s := mustOpen(t, nil)
+	if s.MaxPayload() != outbox.DefaultPayload {
+		t.Fatalf("default limit %d", s.MaxPayload())
+	}
+	s.SetMaxPayload(100)
+	_, err := s.Enqueue(context.Background(), &outbox.Event{Type: "t", Payload: make([]byte, 101)})
+	if !errors.Is(err, outbox.ErrPayloadTooLarge) {
+		t.Fatalf("over the lowered limit: %v", err)
+	}
+	if _, err := s.Enqueue(context.Background(), &outbox.Event{Type: "t", Payload: make([]byte, 100)}); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
 }

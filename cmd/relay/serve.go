@@ -112,7 +112,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	go func() { relayErr <- rl.Run(relayCtx) }()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
-	go warnPayloadLimit(relayCtx, pub, cfg.Store.MaxPayload, log)
+	go capPayloadLimit(relayCtx, pub, store, cfg.Store.MaxPayload, log)
 
 	var runErr error
 	relayDone := false
@@ -143,15 +143,22 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return runErr
 }
 
-// warnPayloadLimit checks, once connected, that the server accepts the
-// largest payload the store accepts (plus room for headers).
-func warnPayloadLimit(ctx context.Context, pub *publisher.Publisher, limit int, log *slog.Logger) {
+// capPayloadLimit, once connected, holds the store to what the server
+// accepts: store.max_payload, or less when the server's max_payload (minus
+// room for headers) is smaller. The store never accepts an event it could not
+// publish.
+func capPayloadLimit(ctx context.Context, pub *publisher.Publisher, store *boltstore.Store, limit int, log *slog.Logger) {
 	if pub.Ready(ctx) != nil {
 		return
 	}
 	if max := pub.MaxPayload(); max > 0 && int64(limit)+headerRoom > max {
-		log.Error("store.max_payload is above what the NATS server accepts; larger events will fail",
-			"store.max_payload", limit, "server_max_payload", max, "header_room", headerRoom)
+		capped := int(max - headerRoom)
+		if capped < 1 {
+			capped = int(max / 2)
+		}
+		store.SetMaxPayload(capped)
+		log.Warn("store.max_payload is above what the NATS server accepts; new events are held to the server's limit",
+			"store.max_payload", limit, "server_max_payload", max, "effective_limit", capped)
 	}
 }
 
