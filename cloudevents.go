@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 )
 
@@ -90,10 +91,14 @@ func (e *Event) Message(subjectPrefix, source string, attempt int, retry *RetryP
 }
 
 // FromMessage decodes an event from its NATS headers and body, the inverse
-// of Message: every field the application enqueued comes back, with
-// AttemptCount set to the publish attempt and Retry to the policy carried in
-// the headers (nil when there is none). Status and the relay's timestamps are
-// not carried.
+// of Message: every field the application enqueued comes back. Two fields
+// say how the message was sent rather than what was enqueued: AttemptCount is
+// the relay's publish attempt (ce-attempt; a subscriber's own attempt is its
+// delivery count), and Retry is the backoff policy carried in the headers —
+// the event's own, or the relay's default for events that set none (nil only
+// when the headers carry none). Status and the relay's timestamps are not
+// carried. The id must be a UUID and the type valid (ValidateType), so a
+// foreign publisher cannot smuggle wildcards into a subscriber's subjects.
 func FromMessage(h nats.Header, data []byte) (*Event, error) {
 	get := func(k string) string { return nats.Header(h).Get(k) }
 	if v := get(HeaderSpecVersion); v != SpecVersion {
@@ -156,8 +161,11 @@ func FromMessage(h nats.Header, data []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.ID == "" || e.Type == "" {
-		return nil, fmt.Errorf("%w: missing %s or %s", ErrInvalidEvent, HeaderID, HeaderType)
+	if _, err := uuid.Parse(e.ID); err != nil {
+		return nil, fmt.Errorf("%w: %s %q is not a UUID", ErrInvalidEvent, HeaderID, e.ID)
+	}
+	if err := ValidateType(e.Type); err != nil {
+		return nil, fmt.Errorf("%s: %w", HeaderType, err)
 	}
 	return e, nil
 }

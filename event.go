@@ -54,8 +54,10 @@ const (
 )
 
 // RetryPolicy is an exponential backoff: the n-th retry waits
-// InitialInterval * Multiplier^(n-1), at most MaxInterval, with jitter.
-// An event may carry its own; the relay's configured policy applies otherwise.
+// InitialInterval * Multiplier^(n-1), at most MaxInterval. Jitter is not part
+// of the policy but of whoever applies it: the relay randomizes each wait by
+// ±retry.jitter (default 20%); the handlers package adds 0–10% on top. An
+// event may carry its own policy; the relay's configured one applies otherwise.
 type RetryPolicy struct {
 	InitialInterval time.Duration `json:"initial_interval"`
 	MaxInterval     time.Duration `json:"max_interval"`

@@ -40,7 +40,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"metadata array", func(e *outbox.Event) { e.Metadata = json.RawMessage(`[1]`) }, "metadata", false},
 		{"metadata broken", func(e *outbox.Event) { e.Metadata = json.RawMessage(`{"a":`) }, "metadata", false},
 		{"payload too large", func(e *outbox.Event) { e.Payload = make([]byte, 1025) }, "payload", true},
-		{"retry policy", func(e *outbox.Event) { e.Retry = &outbox.RetryPolicy{InitialInterval: 0, MaxInterval: 1, Multiplier: 2} }, "retry.initial_interval", false},
+		{"retry policy", func(e *outbox.Event) {
+			e.Retry = &outbox.RetryPolicy{InitialInterval: 0, MaxInterval: 1, Multiplier: 2}
+		}, "retry.initial_interval", false},
 		{"content type newline", func(e *outbox.Event) { e.ContentType = "a\nb" }, "content_type", false},
 	}
 	for _, tt := range tests {
