@@ -203,3 +203,48 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredSince(t *testing.T) {
+	ns := natstest.Start(t)
+	p := connect(t, ns.URL(), true)
+	ready(t, p)
+	var late []string
+	for range 30 { // before the mark: not read back
+		if _, err := p.Publish(context.Background(), event("read.back"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	for range 2500 { // more than one fetch
+		e := event("read.back")
+		if _, err := p.Publish(context.Background(), e, 1); err != nil {
+			t.Fatal(err)
+		}
+		late = append(late, e.ID)
+	}
+	var got []string
+	err := p.StoredSince(context.Background(), mid, func(s publisher.Stored) error {
+		if s.StreamSeq == 0 || s.Time.Before(mid) {
+			t.Errorf("stored %+v before %v", s, mid)
+		}
+		got = append(got, s.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(late) {
+		t.Fatalf("read back %d ids since the mark, want %d", len(got), len(late))
+	}
+	for i := range late {
+		if got[i] != late[i] {
+			t.Fatalf("id %d: %s, want %s", i, got[i], late[i])
+		}
+	}
+	n := 0
+	if err := p.StoredSince(context.Background(), time.Now().Add(time.Hour), func(publisher.Stored) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("from the future: %d ids, %v", n, err)
+	}
+}
