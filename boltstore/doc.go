@@ -18,15 +18,56 @@
 // own, group-committed with concurrent callers through bbolt's Batch.
 //
 // Every commit that adds ready events signals Notify, which wakes the relay at
-// once: there is no polling delay on the happy path.
+// once: there is no polling delay on the happy path. The relay reads Due and
+// records outcomes with Complete and Fail.
 //
 // # Layout
 //
 // One bucket holds the event records by global sequence. Ready events (due
 // now) live in ten priority buckets, read highest priority first and FIFO
 // within a priority; events waiting out a backoff live in a bucket keyed by
-// their next attempt time. Secondary indexes by id, user, entity and status,
-// and counters per status, keep every operation off a full scan.
+// their next attempt time. Secondary indexes by id, entity, type, user,
+// status, and user and status keep every operation off a full scan: the
+// status indexes order each status by priority then age, and completed
+// events by completion time, so the oldest pending event, the stale ones and
+// the completed ones retention removes are all at the front of a range.
+//
+// # Statistics
+//
+// Counters per status, pending per priority, stored bytes and the latest
+// completion, for all users and per user, change in the same transactions as
+// the events: Stats and UserStats read a few keys and seek the first pending
+// event of each priority, whatever the store holds. An event without a user
+// ("" stands for all users throughout the API) is counted for all users only.
+//
+// Stale (pending for longer than Options.StaleAfter) cannot be a counter
+// alone, because time passes: the counters hold the pending events created
+// before a watermark, which a stale sweep (RunRetention, every few seconds)
+// moves to now − StaleAfter, counting the events it passes; an event leaving
+// pending behind the watermark leaves the count. A read adds the events that
+// became stale since the sweep, up to 1024 of them: Stale is exact unless
+// more than that became stale between two sweeps, and then a lower bound
+// until the next one. StaleEvents lists them exactly.
+//
+// # Operations
+//
+// Beyond the relay's methods the store offers FitIQ's repository: listing
+// with filters and an opaque cursor (List), fetches by status, entity and
+// staleness, Update, the Mark* methods for processing events outside the
+// relay, retries and deletes one by one or in bulk, orphan cleanup and an
+// emergency Reset. Bulk operations work in transactions of at most 1000
+// events and release the write lock in between, so the relay keeps going:
+// they are not atomic as a whole.
+//
+// # Retention and admission
+//
+// RunRetention deletes completed events older than Options.Retention in
+// transactions of 1000 (or Complete deletes them at once, with
+// Options.RemoveOnAck); bbolt reuses the freed pages, so under a steady load
+// the file stops growing. Compact rewrites a file offline to give the space
+// back. Options.MaxPending, MaxBytes and MaxPendingAge are high-water marks:
+// once one is reached, Enqueue refuses new events with ErrOutboxFull (a
+// *FullError naming the mark); nothing already accepted is ever dropped.
 //
 // # Per-entity order
 //
@@ -34,11 +75,16 @@
 // transaction, and only the entity's head (its earliest unfinished event) is
 // ever ready: the next one becomes ready in the transaction that completes or
 // deletes the head. A head that failed for good blocks its entity until an
-// operator retries or deletes it; the events behind it stay pending.
+// operator retries or deletes it; the events behind it stay pending. The Mark*
+// methods accept only an entity's head (ErrNotHead).
 //
 // # Caveats
 //
 // bbolt takes an exclusive lock on the file: one process opens a store. Open
 // waits Options.Timeout for the lock, then fails with ErrLocked.
-// The file does not shrink; freed pages are reused.
+// The file does not shrink; freed pages are reused, and Compact rewrites it
+// offline. A long read transaction (a Backup of a large file, a slow reader
+// of DB()) keeps the pages freed meanwhile from reuse until it ends.
+// Pages of a List are read in separate transactions: an event that changes
+// status between two pages may be missed or listed twice.
 package boltstore

@@ -101,3 +101,63 @@ func ExampleStore_Enqueue() {
 	// due: mood.created 1
 	// due: mood.updated 2
 }
+
+// An operator pages through one user's failed events, retries them, and
+// reads the user's statistics.
+func ExampleStore_List() {
+	dir, err := os.MkdirTemp("", "outbox-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := boltstore.Open(filepath.Join(dir, "outbox.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+
+	// Five events of alice that failed for good.
+	var fails []boltstore.Failure
+	for i := range 5 {
+		e := &outbox.Event{Type: "mood.created", UserID: "alice", EntityID: fmt.Sprint("mood-", i)}
+		if _, err := store.Enqueue(ctx, e); err != nil {
+			log.Fatal(err)
+		}
+		fails = append(fails, boltstore.Failure{Seq: e.Seq, At: time.Now(), Err: "no stream", Permanent: true})
+	}
+	if err := store.Fail(ctx, fails); err != nil {
+		log.Fatal(err)
+	}
+
+	q := boltstore.Query{UserID: "alice", Status: outbox.StatusFailed, Limit: 2}
+	for {
+		page, err := store.List(ctx, q)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, e := range page.Events {
+			fmt.Println(e.EntityID, e.Status, e.LastError)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
+	}
+	n, err := store.RetryWhere(ctx, outbox.StatusFailed, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := store.UserStats(ctx, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("retried %d; alice: %d pending, %d failed, issues %v\n", n, st.Pending, st.Failed, st.HasIssues)
+	// Output:
+	// mood-0 failed no stream
+	// mood-1 failed no stream
+	// mood-2 failed no stream
+	// mood-3 failed no stream
+	// mood-4 failed no stream
+	// retried 5; alice: 5 pending, 0 failed, issues false
+}

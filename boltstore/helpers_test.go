@@ -107,19 +107,86 @@ var statusCode = map[outbox.Status]byte{
 	outbox.StatusPending: 0, outbox.StatusProcessing: 1, outbox.StatusCompleted: 2, outbox.StatusFailed: 3,
 }
 
+// tally is the per-status part of Stats.
+type tally struct{ Total, Pending, Processing, Completed, Failed int64 }
+
+func tallyOf(st boltstore.Stats) tally {
+	return tally{st.Total, st.Pending, st.Processing, st.Completed, st.Failed}
+}
+
+// statsEqual compares two Stats, the times by value.
+func statsEqual(a, b boltstore.Stats) bool {
+	timeEq := func(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }
+	if !timeEq(a.OldestPendingAt, b.OldestPendingAt) || !timeEq(a.NewestCompletedAt, b.NewestCompletedAt) {
+		return false
+	}
+	a.OldestPendingAt, b.OldestPendingAt, a.NewestCompletedAt, b.NewestCompletedAt = nil, nil, nil, nil
+	return a == b
+}
+
+// rawCounts is a counter record: the meta/stats key or a user_counts entry.
+type rawCounts struct {
+	status                        [4]int64
+	stale, bytes, newestCompleted int64
+	prio                          [10]int64 // meta/stats only
+}
+
+func decodeRawCounts(v []byte, withPrio bool) (rawCounts, error) {
+	want := 8 * 7
+	if withPrio {
+		want += 8 * 10
+	}
+	var c rawCounts
+	if len(v) != want {
+		return c, fmt.Errorf("counter record of %d bytes, want %d", len(v), want)
+	}
+	next := func() int64 {
+		n := int64(binary.BigEndian.Uint64(v))
+		v = v[8:]
+		return n
+	}
+	for i := range c.status {
+		c.status[i] = next()
+	}
+	c.stale, c.bytes, c.newestCompleted = next(), next(), next()
+	if withPrio {
+		for i := range c.prio {
+			c.prio[i] = next()
+		}
+	}
+	return c, nil
+}
+
 // rawState is what the store's buckets hold, read in one transaction.
 type rawState struct {
-	events   map[uint64]bool      // events: seq
-	ids      map[string]uint64    // ids: uuid → seq
-	ready    map[uint64]int       // ready/<prio>: seq → prio
-	delayed  map[uint64]time.Time // delayed: seq → next attempt
-	byEntity map[string]uint64    // by_entity: entity|entity_seq → seq
-	entities map[string][2]uint64 // entities: entity → last entity_seq, unfinished
-	byUser   map[string]bool      // by_user: user|seq
-	byStatus map[uint64][]byte    // by_status: seq → status codes
+	events       map[uint64]int       // events: seq → record size
+	ids          map[string]uint64    // ids: uuid → seq
+	ready        map[uint64]int       // ready/<prio>: seq → prio
+	delayed      map[uint64]time.Time // delayed: seq → next attempt
+	byEntity     map[string]uint64    // by_entity: entity|entity_seq → seq
+	entities     map[string][2]uint64 // entities: entity → last entity_seq, unfinished
+	byStatus     map[string]string    // by_status: key → value
+	byUserStatus map[string]bool      // by_user_status: user|key
+	byUser       map[string]bool      // by_user: user|seq
+	byType       map[string]bool      // by_type: type|seq
+	userCounts   map[string]rawCounts // user_counts
+	counts       rawCounts            // meta/stats
+	staleMark    []byte               // meta/stale_mark (nil when absent)
 }
 
 func idxKey(s string, n uint64) string { return fmt.Sprintf("%q|%d", s, n) }
+
+// stateKey is the by_status key the store files e under: status(1)|rank(1)|
+// time(8)|seq(8), rank 0 and completed_at for a completed event, 9-priority
+// and created_at otherwise.
+func stateKey(e *outbox.Event) string {
+	k := []byte{statusCode[e.Status], byte(outbox.MaxPriority - e.Priority)}
+	t := e.CreatedAt
+	if e.Status == outbox.StatusCompleted {
+		k[1], t = 0, e.CompletedAt
+	}
+	return string(append(k, timeKey(t, e.Seq)...))
+}
 
 // splitLenPrefixed splits len(2)|s|rest.
 func splitLenPrefixed(k []byte) (s string, rest []byte, ok bool) {
@@ -135,45 +202,48 @@ func splitLenPrefixed(k []byte) (s string, rest []byte, ok bool) {
 
 func readRaw(db *bolt.DB) (*rawState, error) {
 	r := &rawState{
-		events: map[uint64]bool{}, ids: map[string]uint64{}, ready: map[uint64]int{},
+		events: map[uint64]int{}, ids: map[string]uint64{}, ready: map[uint64]int{},
 		delayed: map[uint64]time.Time{}, byEntity: map[string]uint64{}, entities: map[string][2]uint64{},
-		byUser: map[string]bool{}, byStatus: map[uint64][]byte{},
+		byStatus: map[string]string{}, byUserStatus: map[string]bool{}, byUser: map[string]bool{}, byType: map[string]bool{},
+		userCounts: map[string]rawCounts{},
 	}
 	err := db.View(func(tx *bolt.Tx) error {
-		bucket := func(name string) (*bolt.Bucket, error) {
+		if v := tx.Bucket([]byte("meta")).Get([]byte("version")); len(v) != 8 || binary.BigEndian.Uint64(v) != 2 {
+			return fmt.Errorf("layout version %x, want 2", v)
+		}
+		each := func(name string, fn func(k, v []byte) error) error {
 			b := tx.Bucket([]byte(name))
 			if b == nil {
-				return nil, fmt.Errorf("bucket %s missing", name)
+				return fmt.Errorf("bucket %s missing", name)
 			}
-			return b, nil
+			return b.ForEach(func(k, v []byte) error {
+				if err := fn(k, v); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				return nil
+			})
 		}
-		b, err := bucket("events")
-		if err != nil {
-			return err
-		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("events", func(k, v []byte) error {
 			if len(k) != 8 {
-				return fmt.Errorf("events: key %x", k)
+				return fmt.Errorf("key %x", k)
 			}
-			r.events[binary.BigEndian.Uint64(k)] = true
+			r.events[binary.BigEndian.Uint64(k)] = len(v)
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("ids"); err != nil {
-			return err
-		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("ids", func(k, v []byte) error {
 			if len(k) != 16 || len(v) != 8 {
-				return fmt.Errorf("ids: entry %x → %x", k, v)
+				return fmt.Errorf("entry %x → %x", k, v)
 			}
 			r.ids[uuid.UUID(k).String()] = binary.BigEndian.Uint64(v)
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("ready"); err != nil {
-			return err
+		b := tx.Bucket([]byte("ready"))
+		if b == nil {
+			return errors.New("bucket ready missing")
 		}
 		for p := 0; p <= outbox.MaxPriority; p++ {
 			pb := b.Bucket([]byte{byte('0' + p)})
@@ -194,79 +264,126 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 				return err
 			}
 		}
-		if b, err = bucket("delayed"); err != nil {
-			return err
-		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("delayed", func(k, v []byte) error {
 			if len(k) != 16 {
-				return fmt.Errorf("delayed: key %x", k)
+				return fmt.Errorf("key %x", k)
 			}
 			seq := binary.BigEndian.Uint64(k[8:])
 			if _, dup := r.delayed[seq]; dup {
-				return fmt.Errorf("seq %d twice in delayed", seq)
+				return fmt.Errorf("seq %d twice", seq)
 			}
 			r.delayed[seq] = time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC()
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("by_entity"); err != nil {
-			return err
-		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("by_entity", func(k, v []byte) error {
 			ent, rest, ok := splitLenPrefixed(k)
 			if !ok || len(rest) != 8 || len(v) != 8 {
-				return fmt.Errorf("by_entity: entry %x → %x", k, v)
+				return fmt.Errorf("entry %x → %x", k, v)
 			}
 			r.byEntity[idxKey(ent, binary.BigEndian.Uint64(rest))] = binary.BigEndian.Uint64(v)
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("entities"); err != nil {
-			return err
-		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("entities", func(k, v []byte) error {
 			ent, rest, ok := splitLenPrefixed(k)
 			if !ok || len(rest) != 0 || len(v) != 16 {
-				return fmt.Errorf("entities: entry %x → %x", k, v)
+				return fmt.Errorf("entry %x → %x", k, v)
 			}
 			r.entities[ent] = [2]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("by_user"); err != nil {
+		if err := each("by_status", func(k, v []byte) error {
+			if len(k) != 18 {
+				return fmt.Errorf("key %x", k)
+			}
+			r.byStatus[string(k)] = string(v)
+			return nil
+		}); err != nil {
 			return err
 		}
-		if err := b.ForEach(func(k, v []byte) error {
+		if err := each("by_user_status", func(k, v []byte) error {
 			user, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 8 {
-				return fmt.Errorf("by_user: key %x", k)
+			if !ok || len(rest) != 18 || len(v) != 0 {
+				return fmt.Errorf("entry %x → %x", k, v)
+			}
+			r.byUserStatus[fmt.Sprintf("%q|%x", user, rest)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each("by_user", func(k, v []byte) error {
+			user, rest, ok := splitLenPrefixed(k)
+			if !ok || len(rest) != 8 || len(v) != 0 || user == "" {
+				return fmt.Errorf("entry %x → %x", k, v)
 			}
 			r.byUser[idxKey(user, binary.BigEndian.Uint64(rest))] = true
 			return nil
 		}); err != nil {
 			return err
 		}
-		if b, err = bucket("by_status"); err != nil {
+		if err := each("by_type", func(k, v []byte) error {
+			typ, rest, ok := splitLenPrefixed(k)
+			if !ok || len(rest) != 8 {
+				return fmt.Errorf("key %x", k)
+			}
+			r.byType[idxKey(typ, binary.BigEndian.Uint64(rest))] = true
+			return nil
+		}); err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
-			if len(k) != 9 {
-				return fmt.Errorf("by_status: key %x", k)
+		if err := each("user_counts", func(k, v []byte) error {
+			user, rest, ok := splitLenPrefixed(k)
+			if !ok || len(rest) != 0 {
+				return fmt.Errorf("key %x", k)
 			}
-			seq := binary.BigEndian.Uint64(k[1:])
-			r.byStatus[seq] = append(r.byStatus[seq], k[0])
+			c, err := decodeRawCounts(v, false)
+			if err != nil {
+				return fmt.Errorf("user %q: %w", user, err)
+			}
+			r.userCounts[user] = c
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		meta := tx.Bucket([]byte("meta"))
+		if meta == nil {
+			return errors.New("bucket meta missing")
+		}
+		if v := meta.Get([]byte("stats")); v != nil {
+			c, err := decodeRawCounts(v, true)
+			if err != nil {
+				return fmt.Errorf("meta/stats: %w", err)
+			}
+			r.counts = c
+		}
+		if v := meta.Get([]byte("stale_mark")); v != nil {
+			if len(v) != 16 {
+				return fmt.Errorf("meta/stale_mark %x", v)
+			}
+			r.staleMark = append([]byte(nil), v...)
+		}
+		return nil
 	})
 	return r, err
 }
 
+// timeKey is the store's time(8)|seq(8) key.
+func timeKey(t time.Time, seq uint64) []byte {
+	k := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())^(1<<63))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
 // checkInvariants reads every bucket and every record and checks that the
-// indexes, the counters and the ready set agree with the records. It must
-// not run concurrently with writes.
+// indexes, the counters and the ready set agree with the records: it
+// recounts every statistic, for all users and per user (status counts,
+// pending per priority, bytes, stale relative to the stored watermark and
+// to the clock, oldest pending, newest completed). It must not run
+// concurrently with writes.
 func checkInvariants(s *boltstore.Store) error {
 	ctx := context.Background()
 	raw, err := readRaw(s.DB())
@@ -286,7 +403,7 @@ func checkInvariants(s *boltstore.Store) error {
 	}
 	events := map[uint64]*outbox.Event{}
 	for id, seq := range raw.ids {
-		if !raw.events[seq] {
+		if _, ok := raw.events[seq]; !ok {
 			fail("ids: %s → seq %d, which has no record", id, seq)
 			continue
 		}
@@ -305,29 +422,73 @@ func checkInvariants(s *boltstore.Store) error {
 		events[seq] = e
 	}
 
-	// Counters.
-	var got boltstore.Stats
+	// The stale watermark: pending events whose pending_by_time key sorts
+	// before it are counted stale.
+	mark := raw.staleMark
+	if mark == nil {
+		mark = make([]byte, 16)
+	}
+	stale := func(e *outbox.Event) bool {
+		return e.Status == outbox.StatusPending && string(timeKey(e.CreatedAt, e.Seq)) < string(mark)
+	}
+
+	// Recount every counter from the records.
+	type userTally struct {
+		rawCounts
+		oldest, newest time.Time
+	}
+	users := map[string]*userTally{"": {}}
+	var all userTally
 	byEntity := map[string][]*outbox.Event{}
 	for seq, e := range events {
-		got.Total++
-		switch e.Status {
-		case outbox.StatusPending:
-			got.Pending++
-		case outbox.StatusProcessing:
-			got.Processing++
-		case outbox.StatusCompleted:
-			got.Completed++
-		case outbox.StatusFailed:
-			got.Failed++
-		default:
+		u := users[e.UserID]
+		if u == nil {
+			u = &userTally{}
+			users[e.UserID] = u
+		}
+		code, ok := statusCode[e.Status]
+		if !ok {
 			fail("seq %d: status %q", seq, e.Status)
+			continue
 		}
-		// by_status, by_user: one entry each.
-		if codes := raw.byStatus[seq]; len(codes) != 1 || codes[0] != statusCode[e.Status] {
-			fail("by_status: seq %d (%s) has entries %v", seq, e.Status, codes)
+		size := int64(raw.events[seq])
+		for _, t := range []*userTally{&all, u} {
+			t.status[code]++
+			t.bytes += size
+			if stale(e) {
+				t.stale++
+			}
+			switch e.Status {
+			case outbox.StatusPending:
+				if t.oldest.IsZero() || e.CreatedAt.Before(t.oldest) {
+					t.oldest = e.CreatedAt
+				}
+			case outbox.StatusCompleted:
+				if e.CompletedAt.After(t.newest) {
+					t.newest = e.CompletedAt
+				}
+			}
 		}
-		if !raw.byUser[idxKey(e.UserID, seq)] {
+		if e.Status == outbox.StatusPending {
+			all.prio[e.Priority]++
+		}
+		// One entry in each index that holds e, keyed as e says.
+		sk := stateKey(e)
+		wantValue := ""
+		if e.Status == outbox.StatusPending {
+			wantValue = e.UserID
+		}
+		if v, ok := raw.byStatus[sk]; !ok || v != wantValue {
+			fail("by_status: seq %d (%s p%d) has no entry %x → %q (present %v, value %q)", seq, e.Status, e.Priority, sk, wantValue, ok, v)
+		}
+		if e.UserID != "" && e.Status != outbox.StatusCompleted && !raw.byUserStatus[fmt.Sprintf("%q|%x", e.UserID, sk)] {
+			fail("by_user_status: no entry for seq %d user %q (%s p%d)", seq, e.UserID, e.Status, e.Priority)
+		}
+		if e.UserID != "" && !raw.byUser[idxKey(e.UserID, seq)] {
 			fail("by_user: no entry for seq %d user %q", seq, e.UserID)
+		}
+		if !raw.byType[idxKey(e.Type, seq)] {
+			fail("by_type: no entry %q|%d", e.Type, seq)
 		}
 		if e.EntityID != "" {
 			byEntity[e.EntityID] = append(byEntity[e.EntityID], e)
@@ -338,14 +499,21 @@ func checkInvariants(s *boltstore.Store) error {
 			fail("seq %d: entity_seq %d without an entity", seq, e.EntitySeq)
 		}
 	}
-	if got != stats {
-		fail("Stats() = %+v, records count %+v", stats, got)
+	// No index entry without its event.
+	withUser, withUserNotCompleted := 0, 0
+	for user, u := range users {
+		if user != "" {
+			withUser += int(u.total())
+			withUserNotCompleted += int(u.total() - u.status[statusCode[outbox.StatusCompleted]])
+		}
 	}
-	if len(raw.byStatus) != len(events) {
-		fail("by_status has entries for %d seqs, %d records", len(raw.byStatus), len(events))
-	}
-	if len(raw.byUser) != len(events) {
-		fail("by_user has %d entries, %d records", len(raw.byUser), len(events))
+	for name, n := range map[string][2]int{
+		"by_status": {len(raw.byStatus), len(events)}, "by_type": {len(raw.byType), len(events)},
+		"by_user": {len(raw.byUser), withUser}, "by_user_status": {len(raw.byUserStatus), withUserNotCompleted},
+	} {
+		if n[0] != n[1] {
+			fail("%s has %d entries, want %d", name, n[0], n[1])
+		}
 	}
 	withEntity := 0
 	for _, es := range byEntity {
@@ -353,6 +521,106 @@ func checkInvariants(s *boltstore.Store) error {
 	}
 	if len(raw.byEntity) != withEntity {
 		fail("by_entity has %d entries, %d records with an entity", len(raw.byEntity), withEntity)
+	}
+
+	// The stored counters against the recount: for all users…
+	if c := raw.counts; c.status != all.status || c.prio != all.prio || c.bytes != all.bytes || c.stale != all.stale {
+		fail("meta/stats: status %v prio %v bytes %d stale %d; records: status %v prio %v bytes %d stale %d",
+			c.status, c.prio, c.bytes, c.stale, all.status, all.prio, all.bytes, all.stale)
+	}
+	if !all.newest.IsZero() && raw.counts.newestCompleted < all.newest.UnixNano() {
+		fail("meta/stats: newest completed %v, before a stored completion at %v", time.Unix(0, raw.counts.newestCompleted).UTC(), all.newest)
+	}
+	// …and per user; a user with no events has no entry, nor has "" (no
+	// user), which UserStats reads as all users.
+	for user, u := range users {
+		if user == "" {
+			continue
+		}
+		c, ok := raw.userCounts[user]
+		if !ok {
+			fail("user_counts: no entry for %q", user)
+			continue
+		}
+		if c.status != u.status || c.bytes != u.bytes || c.stale != u.stale {
+			fail("user_counts %q: status %v bytes %d stale %d; records: status %v bytes %d stale %d",
+				user, c.status, c.bytes, c.stale, u.status, u.bytes, u.stale)
+		}
+		if !u.newest.IsZero() && c.newestCompleted < u.newest.UnixNano() {
+			fail("user_counts %q: newest completed %v, before a stored completion at %v", user, time.Unix(0, c.newestCompleted).UTC(), u.newest)
+		}
+	}
+	for user := range raw.userCounts {
+		if users[user] == nil || user == "" {
+			fail("user_counts: entry for %q, who has no events", user)
+		}
+	}
+
+	// What Stats and UserStats report. Stale against the clock: StaleEvents
+	// lists exactly the pending events created before some cutoff (the
+	// oldest ones), and Stats counts them.
+	staleNow, err := s.StaleEvents(ctx, "", 1<<30)
+	if err != nil {
+		return err
+	}
+	staleSeqs := map[uint64]bool{}
+	staleByUser := map[string]int64{}
+	var newestStale time.Time
+	for _, e := range staleNow {
+		if e.Status != outbox.StatusPending || staleSeqs[e.Seq] {
+			fail("StaleEvents: seq %d (%s) listed", e.Seq, e.Status)
+		}
+		staleSeqs[e.Seq] = true
+		staleByUser[e.UserID]++
+		if e.CreatedAt.After(newestStale) {
+			newestStale = e.CreatedAt
+		}
+	}
+	for seq, e := range events {
+		if e.Status == outbox.StatusPending && !staleSeqs[seq] && !e.CreatedAt.After(newestStale) && len(staleNow) > 0 {
+			fail("StaleEvents: pending seq %d created %v is not listed, though seq created %v is", seq, e.CreatedAt, newestStale)
+		}
+	}
+	checkStats := func(who string, st boltstore.Stats, t *userTally, staleWant int64, perPrio bool) {
+		want := boltstore.Stats{
+			Pending: t.status[0], Processing: t.status[1], Completed: t.status[2], Failed: t.status[3],
+			Stale: staleWant, Bytes: t.bytes,
+		}
+		want.Total = want.Pending + want.Processing + want.Completed + want.Failed
+		if perPrio {
+			want.PendingByPriority = t.prio
+		}
+		want.SuccessRate = 1
+		if d := want.Completed + want.Failed; d > 0 {
+			want.SuccessRate = float64(want.Completed) / float64(d)
+		}
+		want.HasIssues = want.Failed > 0 || want.Stale > 0
+		if !t.oldest.IsZero() {
+			want.OldestPendingAt = &t.oldest
+		}
+		want.NewestCompletedAt = st.NewestCompletedAt // checked above against the raw counter
+		if !statsEqual(st, want) {
+			fail("%s: Stats = %s, records count %s", who, fmtStats(st), fmtStats(want))
+		}
+	}
+	checkStats("all", stats, &all, int64(len(staleNow)), true)
+	if c := raw.counts.newestCompleted; (stats.NewestCompletedAt == nil) != (c == 0) ||
+		stats.NewestCompletedAt != nil && stats.NewestCompletedAt.UnixNano() != c {
+		fail("Stats: newest_completed_at %v, counter %d", stats.NewestCompletedAt, c)
+	}
+	for user, u := range users {
+		if user == "" {
+			continue
+		}
+		st, err := s.UserStats(ctx, user)
+		if err != nil {
+			return err
+		}
+		checkStats(fmt.Sprintf("user %q", user), st, u, staleByUser[user], false)
+		if c := raw.userCounts[user]; (st.NewestCompletedAt == nil) != (c.newestCompleted == 0) ||
+			st.NewestCompletedAt != nil && st.NewestCompletedAt.UnixNano() != c.newestCompleted {
+			fail("user %q: newest_completed_at %v, counter %d", user, st.NewestCompletedAt, c.newestCompleted)
+		}
 	}
 
 	// The ready set: exactly the pending heads, each filed once where its
@@ -431,6 +699,17 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func fmtStats(st boltstore.Stats) string {
+	tm := func(t *time.Time) string {
+		if t == nil {
+			return "nil"
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("{%+v stale=%d oldest=%s newest=%s rate=%.3f issues=%v prio=%v bytes=%d}",
+		tallyOf(st), st.Stale, tm(st.OldestPendingAt), tm(st.NewestCompletedAt), st.SuccessRate, st.HasIssues, st.PendingByPriority, st.Bytes)
 }
 
 func describe(e *outbox.Event) string {
@@ -526,3 +805,5 @@ func fail(t testing.TB, s *boltstore.Store, fs ...boltstore.Failure) {
 		t.Fatalf("fail: %v", err)
 	}
 }
+
+func (c rawCounts) total() int64 { return c.status[0] + c.status[1] + c.status[2] + c.status[3] }

@@ -252,7 +252,7 @@ func TestPerEntityOrder(t *testing.T) {
 		assertDue(t, s, later, a3)
 		complete(t, s, later, a3)
 		assertDue(t, s, later)
-		if st := mustStats(t, s); st != (boltstore.Stats{Total: 2, Completed: 2}) {
+		if st := mustStats(t, s); tallyOf(st) != tallyOf(boltstore.Stats{Total: 2, Completed: 2}) {
 			t.Errorf("Stats = %+v", st)
 		}
 	})
@@ -343,7 +343,7 @@ func TestFailBookkeeping(t *testing.T) {
 		if len(got.LastError) > 4100 {
 			t.Errorf("last_error of %d bytes not truncated", len(got.LastError))
 		}
-		if st := mustStats(t, s); st != (boltstore.Stats{Total: 1, Failed: 1}) {
+		if st := mustStats(t, s); tallyOf(st) != tallyOf(boltstore.Stats{Total: 1, Failed: 1}) {
 			t.Errorf("Stats = %+v", st)
 		}
 		assertDue(t, s, at.Add(time.Hour))
@@ -382,7 +382,7 @@ func TestFailBookkeeping(t *testing.T) {
 			!got.LastAttemptAt.Equal(sent) || !got.NextAttemptAt.IsZero() {
 			t.Fatalf("completed: %+v", got)
 		}
-		if st := mustStats(t, s); st != (boltstore.Stats{Total: 1, Completed: 1}) {
+		if st := mustStats(t, s); tallyOf(st) != tallyOf(boltstore.Stats{Total: 1, Completed: 1}) {
 			t.Errorf("Stats = %+v", st)
 		}
 		// A second ack changes nothing.
@@ -412,7 +412,7 @@ func TestFailBookkeeping(t *testing.T) {
 				t.Errorf("Fail(seq %d): %v", seq, err)
 			}
 		}
-		if st := mustStats(t, s); st != (boltstore.Stats{Total: 1, Pending: 1}) {
+		if st := mustStats(t, s); tallyOf(st) != tallyOf(boltstore.Stats{Total: 1, Pending: 1}) {
 			t.Errorf("Stats = %+v", st)
 		}
 		assertDue(t, s, t0, keep)

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +24,13 @@ import (
 func TestProperties(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5, 6, 7, 8}
 	steps := 300
+	// BOLTSTORE_PROPERTY_SEEDS=n runs n more seeds of 800 steps (a soak).
+	if n, _ := strconv.Atoi(os.Getenv("BOLTSTORE_PROPERTY_SEEDS")); n > 0 {
+		for i := range n {
+			seeds = append(seeds, uint64(100+i))
+		}
+		steps = 800
+	}
 	if testing.Short() {
 		seeds, steps = seeds[:2], 100
 	}
@@ -44,18 +54,28 @@ type propRun struct {
 	published []uint64          // seqs Due has returned, as a relay holds them
 	completed map[string][]uint64
 	log       []string
+
+	path        string
+	opts        *boltstore.Options
+	removeOnAck bool
+	newest      time.Time            // the latest completion: Stats' newest_completed_at
+	userNewest  map[string]time.Time // per user, forgotten when the user has no events
 }
 
 func runProperties(t *testing.T, seed uint64, steps int) {
 	clk := newClock()
 	r := &propRun{
 		t: t, ctx: context.Background(), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), clk: clk,
-		s:     mustOpen(t, &boltstore.Options{Now: clk.Now, MaxBatchDelay: time.Millisecond}),
-		bySeq: map[uint64]string{}, completed: map[string][]uint64{},
+		bySeq: map[uint64]string{}, completed: map[string][]uint64{}, userNewest: map[string]time.Time{},
+		path:        filepath.Join(t.TempDir(), "outbox.db"),
+		removeOnAck: seed%3 == 0,
 	}
-	// The properties are about the store's logic, not durability: skip the
-	// fsyncs that would make this test take a minute.
-	r.s.DB().NoSync = true
+	// Short times, so that the clock's steps make events stale and old.
+	r.opts = &boltstore.Options{
+		Now: clk.Now, MaxBatchDelay: time.Millisecond,
+		StaleAfter: 2 * time.Second, Retention: 5 * time.Second, RemoveOnAck: r.removeOnAck,
+	}
+	r.open()
 	defer func() {
 		if t.Failed() {
 			t.Logf("seed %d, last steps:\n%s", seed, lastLines(r.log, 30))
@@ -73,6 +93,22 @@ func runProperties(t *testing.T, seed uint64, steps int) {
 		{5, r.retry},
 		{5, r.delete},
 		{8, func() { r.logf("advance %v", r.clk.Advance(time.Duration(r.rng.IntN(3000))*time.Millisecond).Sub(t0)) }},
+		{1, func() {
+			r.logf("clock back %v", r.clk.Advance(-time.Duration(r.rng.IntN(3000))*time.Millisecond).Sub(t0))
+		}},
+		{4, r.update},
+		{4, r.markProcessing},
+		{4, r.markCompleted},
+		{3, r.markFailed},
+		{2, r.retryWhere},
+		{3, r.deleteCompletedBefore},
+		{2, r.deleteByEntity},
+		{1, r.deleteUser},
+		{4, r.sweep},
+		{1, r.cleanupOrphans},
+		{2, r.reopen},
+		{1, r.reset},
+		{3, r.list},
 	}
 	total := 0
 	for _, o := range ops {
@@ -89,6 +125,7 @@ func runProperties(t *testing.T, seed uint64, steps int) {
 		if err := checkInvariants(r.s); err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
+		r.checkNewest(step)
 	}
 	r.drain()
 	for ent, es := range r.completed {
@@ -115,7 +152,10 @@ func (r *propRun) logf(format string, args ...any) {
 	r.log = append(r.log, fmt.Sprintf(format, args...))
 }
 
-var propEntities = []string{"", "", "A", "B", "C", "D", "E"}
+var (
+	propEntities = []string{"", "", "A", "B", "C", "D", "E"}
+	propUserIDs  = []string{"", "u0", "u1", "u2", "u2"}
+)
 
 func (r *propRun) newEvents() []*outbox.Event {
 	es := make([]*outbox.Event, 1+r.rng.IntN(3))
@@ -123,7 +163,7 @@ func (r *propRun) newEvents() []*outbox.Event {
 		es[i] = &outbox.Event{
 			Type:        "prop.event",
 			EntityID:    propEntities[r.rng.IntN(len(propEntities))],
-			UserID:      fmt.Sprint("u", r.rng.IntN(3)),
+			UserID:      propUserIDs[r.rng.IntN(len(propUserIDs))],
 			Priority:    r.rng.IntN(outbox.MaxPriority + 1),
 			MaxAttempts: 1 + r.rng.IntN(3),
 			Payload:     fmt.Appendf(nil, "%d", r.rng.Uint64()),
@@ -163,7 +203,7 @@ func (r *propRun) enqueueRolledBack() {
 	if !errors.Is(err, errRollback) {
 		r.t.Fatalf("rolled-back enqueue: %v", err)
 	}
-	if after := mustStats(r.t, r.s); after != before {
+	if after := mustStats(r.t, r.s); !statsEqual(after, before) {
 		r.t.Fatalf("rolled-back enqueue changed Stats: %+v → %+v", before, after)
 	}
 	r.logf("enqueue rolled back")
@@ -253,10 +293,19 @@ func (r *propRun) complete() {
 		r.t.Fatalf("complete: %v", err)
 	}
 	r.logf("complete %v", picked)
-	r.recordCompletions(picked, before)
+	r.recordCompletions(picked, before, r.clk.Now())
 }
 
-func (r *propRun) recordCompletions(picked []uint64, before map[uint64]*outbox.Event) {
+// completedNow reports whether after (nil: deleted) is what a completion
+// leaves: a completed event, or none with RemoveOnAck.
+func (r *propRun) completedNow(after *outbox.Event) bool {
+	if r.removeOnAck {
+		return after == nil
+	}
+	return after != nil && after.Status == outbox.StatusCompleted
+}
+
+func (r *propRun) recordCompletions(picked []uint64, before map[uint64]*outbox.Event, at time.Time) {
 	done := map[uint64]bool{}
 	for _, seq := range picked {
 		b := before[seq]
@@ -267,17 +316,53 @@ func (r *propRun) recordCompletions(picked []uint64, before map[uint64]*outbox.E
 		after := r.statusOf(seq)
 		switch {
 		case b.Status == outbox.StatusPending:
-			if after.Status != outbox.StatusCompleted || after.AttemptCount != b.AttemptCount+1 {
-				r.t.Fatalf("seq %d: pending → %s with %d attempts after an ack", seq, after.Status, after.AttemptCount)
+			if !r.completedNow(after) || after != nil && after.AttemptCount != b.AttemptCount+1 {
+				r.t.Fatalf("seq %d: pending → %s after an ack", seq, describe(after))
 			}
-			if b.EntityID != "" {
-				r.completed[b.EntityID] = append(r.completed[b.EntityID], b.EntitySeq)
-			}
-		case after.Status != b.Status || after.AttemptCount != b.AttemptCount:
-			r.t.Fatalf("seq %d: an ack changed a %s event to %s", seq, b.Status, after.Status)
+			r.noteCompleted(b, at)
+		case after == nil || after.Status != b.Status || after.AttemptCount != b.AttemptCount:
+			r.t.Fatalf("seq %d: an ack changed a %s event to %s", seq, b.Status, describe(after))
 		}
 	}
 }
+
+// noteCompleted records the completion of b at at, for the order check and
+// the newest_completed_at model.
+func (r *propRun) noteCompleted(b *outbox.Event, at time.Time) {
+	if b.EntityID != "" {
+		r.completed[b.EntityID] = append(r.completed[b.EntityID], b.EntitySeq)
+	}
+	if at.After(r.newest) {
+		r.newest = at
+	}
+	if b.UserID != "" && at.After(r.userNewest[b.UserID]) {
+		r.userNewest[b.UserID] = at
+	}
+}
+
+// checkNewest compares newest_completed_at with the model: the latest
+// completion ever for all users; per user, the latest while the user has
+// events (the store forgets a user with none).
+func (r *propRun) checkNewest(step int) {
+	check := func(who string, got *time.Time, want time.Time) {
+		if (got == nil) != want.IsZero() || got != nil && !got.Equal(want) {
+			r.t.Fatalf("step %d: %s newest_completed_at = %v, want %v", step, who, got, want)
+		}
+	}
+	check("all", mustStats(r.t, r.s).NewestCompletedAt, r.newest)
+	for _, u := range propUsers {
+		st, err := r.s.UserStats(r.ctx, u)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if st.Total == 0 {
+			delete(r.userNewest, u)
+		}
+		check("user "+u, st.NewestCompletedAt, r.userNewest[u])
+	}
+}
+
+var propUsers = []string{"u0", "u1", "u2"}
 
 func (r *propRun) fail() {
 	picked := r.pickPublished(2)
@@ -367,8 +452,8 @@ func (r *propRun) delete() {
 	}
 }
 
-// drain publishes everything: complete what is due, retry what failed, until
-// nothing is left.
+// drain publishes everything: complete what is due, retry what failed,
+// complete what is processing, until nothing is left.
 func (r *propRun) drain() {
 	for round := 0; ; round++ {
 		if round > 10000 {
@@ -381,18 +466,26 @@ func (r *propRun) drain() {
 		}
 		if len(es) == 0 {
 			st := mustStats(r.t, r.s)
-			if st.Failed == 0 {
-				if st.Pending != 0 {
-					r.t.Fatalf("nothing due and nothing failed, but %d pending", st.Pending)
+			switch {
+			case st.Processing > 0:
+				ps, err := r.s.FetchByStatus(r.ctx, outbox.StatusProcessing, "", 1000)
+				if err != nil {
+					r.t.Fatal(err)
 				}
-				break
-			}
-			for _, id := range r.ids {
-				if e, err := r.s.Get(r.ctx, id); err == nil && e.Status == outbox.StatusFailed {
-					if _, err := r.s.Retry(r.ctx, id); err != nil {
+				for _, e := range ps {
+					if err := r.s.MarkCompleted(r.ctx, e.ID); err != nil {
 						r.t.Fatal(err)
 					}
+					r.noteCompleted(e, now)
 				}
+			case st.Failed > 0:
+				if _, err := r.s.RetryWhere(r.ctx, "", ""); err != nil {
+					r.t.Fatal(err)
+				}
+			case st.Pending != 0:
+				r.t.Fatalf("nothing due, processing or failed, but %d pending", st.Pending)
+			default:
+				return
 			}
 			continue
 		}
@@ -406,9 +499,372 @@ func (r *propRun) drain() {
 		if err := r.s.Complete(r.ctx, acks); err != nil {
 			r.t.Fatal(err)
 		}
-		r.recordCompletions(picked, before)
+		r.recordCompletions(picked, before, now)
 		if err := checkInvariants(r.s); err != nil {
 			r.t.Fatalf("drain: %v", err)
 		}
+	}
+}
+
+func (r *propRun) open() {
+	r.s = mustOpenPath(r.t, r.path, r.opts)
+	// The properties are about the store's logic, not durability: skip the
+	// fsyncs that would make this test take a minute.
+	r.s.DB().NoSync = true
+}
+
+// reopen closes the store and opens it again, as a restarted process
+// would: events left processing become pending (recovery).
+func (r *propRun) reopen() {
+	processing := mustStats(r.t, r.s).Processing
+	if err := r.s.Close(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.open()
+	if st := mustStats(r.t, r.s); st.Processing != 0 {
+		r.t.Fatalf("reopen left %d processing (were %d)", st.Processing, processing)
+	}
+	r.logf("reopen (%d processing recovered)", processing)
+}
+
+// heads returns pending heads, in or out of backoff, as the relay would see
+// them in an hour.
+func (r *propRun) heads() []*outbox.Event {
+	es, _, err := r.s.Due(r.ctx, r.clk.Now().Add(time.Hour), 50, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return es
+}
+
+// pickMarkable prefers a head or a processing event, else any id.
+func (r *propRun) pickMarkable() string {
+	switch r.rng.IntN(3) {
+	case 0:
+		if hs := r.heads(); len(hs) > 0 {
+			return hs[r.rng.IntN(len(hs))].ID
+		}
+	case 1:
+		ps, err := r.s.FetchByStatus(r.ctx, outbox.StatusProcessing, "", 50)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if len(ps) > 0 {
+			return ps[r.rng.IntN(len(ps))].ID
+		}
+	}
+	return r.pickID()
+}
+
+func (r *propRun) update() {
+	id := r.pickID()
+	b, getErr := r.s.Get(r.ctx, id)
+	if getErr != nil {
+		err := r.s.Update(r.ctx, &outbox.Event{ID: id, Type: "prop.event"})
+		if !errors.Is(err, boltstore.ErrNotFound) {
+			r.t.Fatalf("update of a missing event: %v, want ErrNotFound", err)
+		}
+		return
+	}
+	e := *b
+	e.Priority = r.rng.IntN(outbox.MaxPriority + 1)
+	e.MaxAttempts = 1 + r.rng.IntN(3)
+	e.Payload = fmt.Appendf(nil, "updated %d", r.rng.Uint64())
+	changeType := r.rng.IntN(6) == 0
+	if changeType {
+		e.Type = "prop.other"
+	}
+	err := r.s.Update(r.ctx, &e)
+	r.logf("update seq %d (%s) p%d→p%d type change %v: %v", b.Seq, b.Status, b.Priority, e.Priority, changeType, err)
+	var ve *outbox.ValidationError
+	switch {
+	case b.Status != outbox.StatusPending && b.Status != outbox.StatusFailed:
+		if !errors.Is(err, boltstore.ErrWrongStatus) {
+			r.t.Fatalf("update of a %s event: %v, want ErrWrongStatus", b.Status, err)
+		}
+	case changeType:
+		if !errors.As(err, &ve) || ve.Field != "type" {
+			r.t.Fatalf("update changing the type: %v, want a validation error naming type", err)
+		}
+	case err != nil:
+		r.t.Fatalf("update: %v", err)
+	default:
+		after := mustGet(r.t, r.s, id)
+		if after.Priority != e.Priority || string(after.Payload) != string(e.Payload) || after.Status != b.Status {
+			r.t.Fatalf("after update: p%d %q %s, want p%d %q %s", after.Priority, after.Payload, after.Status, e.Priority, e.Payload, b.Status)
+		}
+	}
+}
+
+func (r *propRun) markProcessing() {
+	id := r.pickMarkable()
+	b, getErr := r.s.Get(r.ctx, id)
+	err := r.s.MarkProcessing(r.ctx, id)
+	r.logf("mark processing %s (%s): %v", id, describe(b), err)
+	switch {
+	case getErr != nil:
+		if !errors.Is(err, boltstore.ErrNotFound) {
+			r.t.Fatalf("mark processing of a missing event: %v", err)
+		}
+	case b.Status != outbox.StatusPending:
+		if !errors.Is(err, boltstore.ErrWrongStatus) {
+			r.t.Fatalf("mark processing of a %s event: %v, want ErrWrongStatus", b.Status, err)
+		}
+	case errors.Is(err, boltstore.ErrNotHead):
+		if b.EntityID == "" {
+			r.t.Fatalf("mark processing of an event without entity: %v", err)
+		}
+	case err != nil:
+		r.t.Fatalf("mark processing: %v", err)
+	default:
+		if after := mustGet(r.t, r.s, id); after.Status != outbox.StatusProcessing {
+			r.t.Fatalf("after mark processing: %s", after.Status)
+		}
+	}
+}
+
+func (r *propRun) markCompleted() {
+	id := r.pickMarkable()
+	b, getErr := r.s.Get(r.ctx, id)
+	at := r.clk.Now()
+	err := r.s.MarkCompleted(r.ctx, id)
+	r.logf("mark completed %s (%s): %v", id, describe(b), err)
+	switch {
+	case getErr != nil:
+		if !errors.Is(err, boltstore.ErrNotFound) {
+			r.t.Fatalf("mark completed of a missing event: %v", err)
+		}
+	case errors.Is(err, boltstore.ErrNotHead):
+		if b.Status != outbox.StatusPending || b.EntityID == "" {
+			r.t.Fatalf("mark completed of a %s: %v", describe(b), err)
+		}
+	case err != nil:
+		r.t.Fatalf("mark completed: %v", err)
+	case b.Status == outbox.StatusCompleted:
+		if after := mustGet(r.t, r.s, id); after.Status != outbox.StatusCompleted || !after.CompletedAt.Equal(b.CompletedAt) {
+			r.t.Fatalf("marking a completed event again changed it: %s", describe(after))
+		}
+	default:
+		after, _ := r.s.Get(r.ctx, id)
+		if !r.completedNow(after) {
+			r.t.Fatalf("after mark completed: %s", describe(after))
+		}
+		r.noteCompleted(b, at)
+	}
+}
+
+func (r *propRun) markFailed() {
+	id := r.pickMarkable()
+	b, getErr := r.s.Get(r.ctx, id)
+	err := r.s.MarkFailed(r.ctx, id, "manual")
+	r.logf("mark failed %s (%s): %v", id, describe(b), err)
+	switch {
+	case getErr != nil:
+		if !errors.Is(err, boltstore.ErrNotFound) {
+			r.t.Fatalf("mark failed of a missing event: %v", err)
+		}
+	case b.Status == outbox.StatusCompleted:
+		if !errors.Is(err, boltstore.ErrWrongStatus) {
+			r.t.Fatalf("mark failed of a completed event: %v, want ErrWrongStatus", err)
+		}
+	case errors.Is(err, boltstore.ErrNotHead):
+		if b.Status != outbox.StatusPending || b.EntityID == "" {
+			r.t.Fatalf("mark failed of a %s: %v", describe(b), err)
+		}
+	case err != nil:
+		r.t.Fatalf("mark failed: %v", err)
+	default:
+		if after := mustGet(r.t, r.s, id); after.Status != outbox.StatusFailed || after.LastError != "manual" {
+			r.t.Fatalf("after mark failed: %s %q", describe(after), after.LastError)
+		}
+	}
+}
+
+func (r *propRun) userStats(user string) boltstore.Stats {
+	st, err := r.s.UserStats(r.ctx, user)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return st
+}
+
+func (r *propRun) retryWhere() {
+	user := []string{"", "u0", "u1", "u2"}[r.rng.IntN(4)]
+	if r.rng.IntN(8) == 0 {
+		if _, err := r.s.RetryWhere(r.ctx, outbox.StatusPending, user); !errors.Is(err, boltstore.ErrNotRetryable) {
+			r.t.Fatalf("retry where status pending: %v, want ErrNotRetryable", err)
+		}
+		return
+	}
+	want := r.userStats(user).Failed
+	st := outbox.StatusFailed
+	if r.rng.IntN(2) == 0 {
+		st = ""
+	}
+	n, err := r.s.RetryWhere(r.ctx, st, user)
+	r.logf("retry where user %q: %d, %v", user, n, err)
+	if err != nil || int64(n) != want {
+		r.t.Fatalf("retry where user %q: %d, %v; %d were failed", user, n, err, want)
+	}
+	if f := r.userStats(user).Failed; f != 0 {
+		r.t.Fatalf("retry where user %q left %d failed", user, f)
+	}
+}
+
+// completedBefore counts the completed events completed before t.
+func (r *propRun) completedBefore(t time.Time) int {
+	es, err := r.s.FetchByStatus(r.ctx, outbox.StatusCompleted, "", 1<<20)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if e.CompletedAt.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *propRun) deleteCompletedBefore() {
+	before := r.clk.Now().Add(-time.Duration(r.rng.IntN(6000)) * time.Millisecond)
+	limit := 1 + r.rng.IntN(4)
+	old := r.completedBefore(before)
+	n, err := r.s.DeleteCompletedBefore(r.ctx, before, limit)
+	r.logf("delete completed before %v max %d: %d, %v", before.Sub(t0), limit, n, err)
+	if err != nil || n != min(old, limit) {
+		r.t.Fatalf("delete completed before: %d, %v; want %d", n, err, min(old, limit))
+	}
+	if left := r.completedBefore(before); left != old-n {
+		r.t.Fatalf("delete completed before: %d old ones left, want %d", left, old-n)
+	}
+}
+
+// entityEvents counts the stored events of entities.
+func (r *propRun) entityEvents(ids ...string) int {
+	n := 0
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		es, err := r.s.FetchByEntity(r.ctx, id, "")
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		n += len(es)
+	}
+	return n
+}
+
+func (r *propRun) deleteByEntity() {
+	var ids []string
+	for _, id := range []string{"", "A", "B", "C", "D", "E", "Z"} {
+		if r.rng.IntN(3) == 0 {
+			ids = append(ids, id)
+		}
+	}
+	want := r.entityEvents(ids...)
+	n, err := r.s.DeleteByEntityIDs(r.ctx, ids)
+	r.logf("delete entities %q: %d, %v", ids, n, err)
+	if err != nil || n != want {
+		r.t.Fatalf("delete entities %q: %d, %v; want %d", ids, n, err, want)
+	}
+	if left := r.entityEvents(ids...); left != 0 {
+		r.t.Fatalf("delete entities %q left %d events", ids, left)
+	}
+}
+
+func (r *propRun) deleteUser() {
+	user := propUsers[r.rng.IntN(len(propUsers))]
+	want := r.userStats(user).Total
+	n, err := r.s.DeleteUser(r.ctx, user)
+	r.logf("delete user %s: %d, %v", user, n, err)
+	if err != nil || int64(n) != want {
+		r.t.Fatalf("delete user %s: %d, %v; want %d", user, n, err, want)
+	}
+	if st := r.userStats(user); st.Total != 0 {
+		r.t.Fatalf("delete user %s left %d events", user, st.Total)
+	}
+}
+
+func (r *propRun) sweep() {
+	before := r.clk.Now().Add(-r.opts.Retention)
+	want := r.completedBefore(before)
+	n, err := r.s.SweepOnce(r.ctx)
+	r.logf("sweep: %d deleted, %v", n, err)
+	if err != nil || n != want {
+		r.t.Fatalf("sweep: %d deleted, %v; want %d", n, err, want)
+	}
+}
+
+func (r *propRun) cleanupOrphans() {
+	alive := map[string]bool{}
+	var dead []string
+	for _, id := range []string{"A", "B", "C", "D", "E"} {
+		if r.rng.IntN(3) == 0 {
+			dead = append(dead, id)
+		} else {
+			alive[id] = true
+		}
+	}
+	want := r.entityEvents(dead...)
+	n, err := r.s.CleanupOrphans(r.ctx, func(id string) bool { return alive[id] })
+	r.logf("cleanup orphans %q: %d, %v", dead, n, err)
+	if err != nil || n != want {
+		r.t.Fatalf("cleanup orphans %q: %d, %v; want %d", dead, n, err, want)
+	}
+}
+
+func (r *propRun) reset() {
+	want := mustStats(r.t, r.s).Total
+	n, err := r.s.Reset(r.ctx)
+	r.logf("reset: %d, %v", n, err)
+	if err != nil || int64(n) != want {
+		r.t.Fatalf("reset: %d, %v; want %d", n, err, want)
+	}
+	if st := mustStats(r.t, r.s); st.Total != 0 {
+		r.t.Fatalf("reset left %d events", st.Total)
+	}
+}
+
+// list pages through a random query with a small limit and compares the
+// events with those of the records that match, in the promised order.
+func (r *propRun) list() {
+	statuses := []outbox.Status{"", outbox.StatusPending, outbox.StatusProcessing, outbox.StatusCompleted, outbox.StatusFailed}
+	q := boltstore.Query{
+		Status: statuses[r.rng.IntN(len(statuses))],
+		Limit:  1 + r.rng.IntN(5),
+	}
+	if r.rng.IntN(2) == 0 {
+		q.UserID = propUsers[r.rng.IntN(len(propUsers))]
+	}
+	if r.rng.IntN(3) == 0 {
+		q.EntityID = propEntities[r.rng.IntN(len(propEntities))]
+	}
+	if r.rng.IntN(3) == 0 {
+		q.Type = []string{"prop.event", "prop.other"}[r.rng.IntN(2)]
+	}
+	var want []*outbox.Event
+	for _, id := range r.ids {
+		if e, err := r.s.Get(r.ctx, id); err == nil && matches(q, e) {
+			want = append(want, e)
+		}
+	}
+	slices.SortFunc(want, listOrder(q))
+	var got []*outbox.Event
+	for pages := 0; ; pages++ {
+		p, err := r.s.List(r.ctx, q)
+		if err != nil || len(p.Events) > q.Limit || pages > 10_000 {
+			r.t.Fatalf("list %+v: %d events, %v", q, len(p.Events), err)
+		}
+		got = append(got, p.Events...)
+		if p.NextCursor == "" {
+			break
+		}
+		q.Cursor = p.NextCursor
+	}
+	r.logf("list %+v: %d events", q, len(got))
+	if !slices.Equal(ids(got), ids(want)) {
+		r.t.Fatalf("list %+v = %v, want %v", q, label(got), label(want))
 	}
 }

@@ -33,6 +33,25 @@ type Options struct {
 	InitialMmapSize int
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
+
+	// StaleAfter: a pending event created longer ago than this is stale
+	// (default 5m).
+	StaleAfter time.Duration
+	// Retention: RunRetention deletes completed events completed longer ago
+	// than this. Zero means the default, 24h, unless RemoveOnAck is set
+	// (then it deletes every completed event left); negative keeps them
+	// forever.
+	Retention time.Duration
+	// RemoveOnAck (retention.completed = 0): Complete and MarkCompleted
+	// delete the event instead of keeping it completed.
+	RemoveOnAck bool
+	// Admission high-water marks (0 = no limit): Enqueue and EnqueueTx
+	// refuse new events with an error wrapping ErrOutboxFull while the
+	// store holds MaxPending pending events or more, MaxBytes bytes of
+	// records or more, or a pending event older than MaxPendingAge.
+	MaxPending    int64
+	MaxBytes      int64
+	MaxPendingAge time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -51,7 +70,19 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = DefaultStaleAfter
+	}
+	if o.Retention == 0 && !o.RemoveOnAck {
+		o.Retention = DefaultRetention
+	}
 }
+
+// Defaults of Options.
+const (
+	DefaultStaleAfter = 5 * time.Minute
+	DefaultRetention  = 24 * time.Hour
+)
 
 // Store is an outbox kept in one bbolt file. It is safe for concurrent use.
 type Store struct {
@@ -78,22 +109,33 @@ func (s *Store) MaxPayload() int {
 }
 
 var (
-	bEvents   = []byte("events")    // seq → record
-	bIDs      = []byte("ids")       // uuid(16) → seq
-	bReady    = []byte("ready")     // "0".."9" / seq → nil: due now, heads only
-	bDelayed  = []byte("delayed")   // next_attempt(8)|seq → nil: heads in backoff
-	bByEntity = []byte("by_entity") // len(2)|entity|entity_seq(8) → seq
-	bEntities = []byte("entities")  // len(2)|entity → last entity_seq(8)|unfinished(8)
-	bByUser   = []byte("by_user")   // len(2)|user|seq(8) → nil
-	bByStatus = []byte("by_status") // status(1)|seq(8) → nil
-	bMeta     = []byte("meta")
-	kCounts   = []byte("counts") // per status code: 4 × int64
-	kVersion  = []byte("version")
+	bEvents       = []byte("events")         // seq → record
+	bIDs          = []byte("ids")            // uuid(16) → seq
+	bReady        = []byte("ready")          // "0".."9" / seq → nil: due now, heads only
+	bDelayed      = []byte("delayed")        // next_attempt(8)|seq → nil: heads in backoff
+	bByEntity     = []byte("by_entity")      // len(2)|entity|entity_seq(8) → seq
+	bEntities     = []byte("entities")       // len(2)|entity → last entity_seq(8)|unfinished(8)
+	bByStatus     = []byte("by_status")      // status(1)|rank(1)|time(8)|seq(8) → user (pending) or nil; see stateKey
+	bByUserStatus = []byte("by_user_status") // len(2)|user|status(1)|rank(1)|time(8)|seq(8) → nil; not completed
+	bByUser       = []byte("by_user")        // len(2)|user|seq(8) → nil
+	bByType       = []byte("by_type")        // len(2)|type|seq(8) → nil
+	bUserCounts   = []byte("user_counts")    // len(2)|user → per-user counters
+	bMeta         = []byte("meta")
+	kCounts       = []byte("stats")      // the counters of all users (counts)
+	kStaleMark    = []byte("stale_mark") // stale watermark: a time key (created_at|seq)
+	kVersion      = []byte("version")
+
+	// The counters of layout version 1, which version 2 replaced.
+	kCountsV1  = []byte("counts")
+	allBuckets = [][]byte{bEvents, bIDs, bReady, bDelayed, bByEntity, bEntities, bByStatus, bByUserStatus,
+		bByUser, bByType, bUserCounts, bMeta}
+	// derivedBuckets are rebuilt from the records by a migration.
+	derivedBuckets = [][]byte{bByStatus, bByUserStatus, bByUser, bByType, bUserCounts}
 
 	prioNames = [...][]byte{[]byte("0"), []byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5"), []byte("6"), []byte("7"), []byte("8"), []byte("9")}
 )
 
-const layoutVersion = 1
+const layoutVersion = 2
 
 // Open opens or creates the store file at path (its directory too).
 func Open(path string, opts *Options) (*Store, error) {
@@ -127,7 +169,24 @@ func Open(path string, opts *Options) (*Store, error) {
 }
 
 func (s *Store) init(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bEvents, bIDs, bReady, bDelayed, bByEntity, bEntities, bByUser, bByStatus, bMeta} {
+	meta, err := tx.CreateBucketIfNotExists(bMeta)
+	if err != nil {
+		return err
+	}
+	version := uint64(layoutVersion)
+	if v := meta.Get(kVersion); v != nil {
+		version = binary.BigEndian.Uint64(v)
+	}
+	switch version {
+	case layoutVersion:
+	case 1:
+		if err := migrateV1(tx); err != nil {
+			return fmt.Errorf("migrate layout 1 to %d: %w", layoutVersion, err)
+		}
+	default:
+		return fmt.Errorf("layout version %d, this build reads %d", version, layoutVersion)
+	}
+	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -138,29 +197,30 @@ func (s *Store) init(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	meta := tx.Bucket(bMeta)
-	if v := meta.Get(kVersion); v != nil && binary.BigEndian.Uint64(v) != layoutVersion {
-		return fmt.Errorf("layout version %d, this build reads %d", binary.BigEndian.Uint64(v), layoutVersion)
-	}
 	if err := meta.Put(kVersion, u64(layoutVersion)); err != nil {
 		return err
 	}
+	w := s.writer(tx)
+	if version == 1 {
+		if err := w.rebuild(); err != nil {
+			return fmt.Errorf("migrate layout 1 to %d: %w", layoutVersion, err)
+		}
+	}
 	// Recovery: an event left processing (set through the library by a
 	// process that died) becomes pending again, ready if it heads its entity.
-	w := s.writer(tx)
-	var stuck []uint64
-	c := tx.Bucket(bByStatus).Cursor()
+	var stuck [][]byte
+	c := w.byStatus.Cursor()
 	pfx := []byte{statusCode(outbox.StatusProcessing)}
 	for k, _ := c.Seek(pfx); k != nil && k[0] == pfx[0]; k, _ = c.Next() {
-		stuck = append(stuck, binary.BigEndian.Uint64(k[1:]))
+		stuck = append(stuck, append([]byte(nil), k...))
 	}
-	for _, seq := range stuck {
-		e, err := w.get(seq)
+	for _, k := range stuck {
+		e, err := w.get(binary.BigEndian.Uint64(k[len(k)-8:]))
 		if err != nil {
 			return err
 		}
-		if e == nil { // a stale index entry: drop it
-			if err := w.byStatus.Delete(statusKey(outbox.StatusProcessing, seq)); err != nil {
+		if e == nil || e.Status != outbox.StatusProcessing { // a stale index entry: drop it
+			if err := w.byStatus.Delete(k); err != nil {
 				return err
 			}
 			continue
@@ -180,7 +240,8 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // DB is the underlying bbolt database, for the application's own buckets.
 // Do not touch the buckets this package creates (events, ids, ready,
-// delayed, by_entity, entities, by_user, by_status, meta).
+// delayed, by_entity, entities, by_status, by_user_status, by_user,
+// by_type, user_counts, meta).
 func (s *Store) DB() *bolt.DB { return s.db }
 
 // Path is the file's path.
@@ -208,6 +269,12 @@ func (s *Store) signal() {
 // ErrDuplicate. It returns how many events were newly stored. Validation
 // errors wrap outbox.ErrInvalidEvent and name the field; on any error the
 // caller must roll back (return the error from its Update).
+//
+// Admission control: when the store has reached a high-water mark
+// (Options.MaxPending, MaxBytes, MaxPendingAge) at the start of the call, it
+// refuses the events with a *FullError (errors.Is ErrOutboxFull) naming the
+// mark, unless all of them are stored already. Events already accepted are
+// never dropped; one call may overshoot a mark by its own events.
 func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, err error) {
 	if tx.DB() != s.db {
 		return 0, ErrWrongDB
@@ -222,6 +289,9 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, er
 	}
 	w := s.writer(tx)
 	now := s.opts.Now().UTC()
+	if err := w.admit(events, now); err != nil {
+		return 0, err
+	}
 	for i, e := range events {
 		n, err := w.enqueue(e, now)
 		if err != nil {
@@ -297,29 +367,6 @@ func (s *Store) Get(ctx context.Context, id string) (*outbox.Event, error) {
 		return err
 	})
 	return e, err
-}
-
-// Stats counts events per status. It reads counters kept in the same
-// transactions that change events: O(1) whatever the store holds.
-type Stats struct {
-	Total      int64 `json:"total"`
-	Pending    int64 `json:"pending"`
-	Processing int64 `json:"processing"`
-	Completed  int64 `json:"completed"`
-	Failed     int64 `json:"failed"`
-}
-
-// Stats returns the counters.
-func (s *Store) Stats(ctx context.Context) (Stats, error) {
-	if err := ctx.Err(); err != nil {
-		return Stats{}, err
-	}
-	var c counts
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c = loadCounts(tx.Bucket(bMeta))
-		return nil
-	})
-	return c.stats(), err
 }
 
 // Due returns up to n events that are due at now: ready events and those
@@ -402,50 +449,13 @@ type Ack struct {
 	At  time.Time // when the publish was sent
 }
 
-// Complete marks acked events completed in one transaction and promotes the
-// next event of each of their entities. Events no longer pending (deleted or
+// Complete marks acked events completed in one transaction (or deletes
+// them, with Options.RemoveOnAck) and promotes the next event of each of
+// their entities. Events no longer pending (deleted or
 // changed by an operator meanwhile), and pending events that Due could not
 // have returned (not their entity's head), are left alone.
 func (s *Store) Complete(ctx context.Context, acks []Ack) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := s.opts.Now().UTC()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w := s.writer(tx)
-		for _, a := range acks {
-			e, err := w.get(a.Seq)
-			if err != nil {
-				return err
-			}
-			// Only a pending head (filed as ready or delayed) can have been
-			// handed out by Due; a stale or stray seq must not complete or
-			// fail an event out of its entity's order.
-			if e == nil || e.Status != outbox.StatusPending || !w.isReady(e) {
-				continue
-			}
-			if err := w.unready(e); err != nil {
-				return err
-			}
-			e.AttemptCount++
-			e.LastAttemptAt = a.At.UTC()
-			e.NextAttemptAt = time.Time{}
-			e.CompletedAt = now
-			if err := w.setStatus(e, outbox.StatusCompleted); err != nil {
-				return err
-			}
-			if e.EntityID != "" {
-				if err := w.finishEntity(e); err != nil {
-					return err
-				}
-			}
-		}
-		return w.finish()
-	})
-	if err != nil {
-		return fmt.Errorf("boltstore: complete: %w", err)
-	}
-	return nil
+	return s.Record(ctx, acks, nil, time.Time{})
 }
 
 // Failure records a publish attempt that failed with Err. The event goes into
@@ -461,49 +471,7 @@ type Failure struct {
 
 // Fail records failed attempts in one transaction.
 func (s *Store) Fail(ctx context.Context, fails []Failure) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w := s.writer(tx)
-		for _, f := range fails {
-			e, err := w.get(f.Seq)
-			if err != nil {
-				return err
-			}
-			// Only a pending head (filed as ready or delayed) can have been
-			// handed out by Due; a stale or stray seq must not complete or
-			// fail an event out of its entity's order.
-			if e == nil || e.Status != outbox.StatusPending || !w.isReady(e) {
-				continue
-			}
-			if err := w.unready(e); err != nil {
-				return err
-			}
-			e.AttemptCount++
-			e.LastAttemptAt = f.At.UTC()
-			e.LastError = outbox.TruncateError(f.Err)
-			e.NextAttemptAt = time.Time{}
-			if f.Permanent || e.AttemptCount >= e.MaxAttempts {
-				if err := w.setStatus(e, outbox.StatusFailed); err != nil {
-					return err
-				}
-				continue
-			}
-			e.NextAttemptAt = f.NextAttemptAt.UTC()
-			if err := w.put(e); err != nil {
-				return err
-			}
-			if err := w.ready(e); err != nil {
-				return err
-			}
-		}
-		return w.finish()
-	})
-	if err != nil {
-		return fmt.Errorf("boltstore: fail: %w", err)
-	}
-	return nil
+	return s.Record(ctx, nil, fails, time.Time{})
 }
 
 // Retry makes a failed event pending again with its attempts reset, and
@@ -514,13 +482,7 @@ func (s *Store) Retry(ctx context.Context, id string) (*outbox.Event, error) {
 		if e.Status != outbox.StatusFailed {
 			return fmt.Errorf("%w: %s is %s", ErrNotRetryable, id, e.Status)
 		}
-		e.AttemptCount = 0
-		e.NextAttemptAt = time.Time{}
-		e.LastError = ""
-		if err := w.setStatus(e, outbox.StatusPending); err != nil {
-			return err
-		}
-		return w.ready(e) // only an entity's head is ever attempted, so only a head fails
+		return w.retry(e)
 	})
 }
 

@@ -57,7 +57,7 @@ func TestReopen(t *testing.T) {
 	}
 	s = mustOpenPath(t, path, opts)
 
-	if got := mustStats(t, s); got != stats {
+	if got := mustStats(t, s); !statsEqual(got, stats) {
 		t.Errorf("Stats after reopen = %+v, want %+v", got, stats)
 	}
 	if got, next := due(t, s, t0, 100); !slices.Equal(seqs(got), seqs(dueNow)) || !next.Equal(nextNow) {

@@ -1,9 +1,9 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
-
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -12,36 +12,74 @@ import (
 )
 
 // writer applies one transaction's changes to the records, indexes and
-// counters together, so that they can never disagree.
+// counters together, so that they can never disagree. Every change to an
+// event goes through it: a record is written by put, its status-dependent
+// index entries and counters move in addState/dropState, and finish saves the
+// counters.
 type writer struct {
 	s                                          *Store
 	tx                                         *bolt.Tx
 	events, ids, readyB, delayed               *bolt.Bucket
-	byEntity, entities, byUser, byStatus, meta *bolt.Bucket
-	c                                          counts
-	wake                                       bool
-	buf                                        []byte
+	byEntity, entities, byStatus, byUserStatus *bolt.Bucket
+	byUser, byType, userCounts, meta           *bolt.Bucket
+
+	c         counts
+	users     map[string]*userCounts // loaded on first touch, saved by finish
+	noUser    userCounts             // the sink of events without a user: not kept
+	mark      []byte                 // stale watermark, loaded on first use
+	markDirty bool
+	wake      bool
+	// The size of the record get read last, which put usually rewrites:
+	// it saves put a lookup of the old size.
+	lastSeq  uint64
+	lastSize int
 }
 
 func (s *Store) writer(tx *bolt.Tx) *writer {
-	w := &writer{
-		s: s, tx: tx,
-		events: tx.Bucket(bEvents), ids: tx.Bucket(bIDs), readyB: tx.Bucket(bReady), delayed: tx.Bucket(bDelayed),
-		byEntity: tx.Bucket(bByEntity), entities: tx.Bucket(bEntities), byUser: tx.Bucket(bByUser),
-		byStatus: tx.Bucket(bByStatus), meta: tx.Bucket(bMeta),
-	}
+	w := s.reader(tx)
 	w.c = loadCounts(w.meta)
-	// Keys are appended in increasing order (sequences, times): fill pages.
+	// Keys are appended in increasing order (sequences): fill pages.
 	w.events.FillPercent = 0.9
 	return w
 }
 
-// finish saves the counters and arranges the relay's wake-up on commit.
+// reader is a writer for read-only use inside a View: get and the cursors.
+func (s *Store) reader(tx *bolt.Tx) *writer {
+	return &writer{
+		s: s, tx: tx,
+		events: tx.Bucket(bEvents), ids: tx.Bucket(bIDs), readyB: tx.Bucket(bReady), delayed: tx.Bucket(bDelayed),
+		byEntity: tx.Bucket(bByEntity), entities: tx.Bucket(bEntities), byStatus: tx.Bucket(bByStatus),
+		byUserStatus: tx.Bucket(bByUserStatus), byUser: tx.Bucket(bByUser), byType: tx.Bucket(bByType),
+		userCounts: tx.Bucket(bUserCounts), meta: tx.Bucket(bMeta),
+	}
+}
+
+// finish saves the counters and the stale watermark, and arranges the
+// relay's wake-up on commit.
 func (w *writer) finish() error {
 	if w.wake {
 		w.tx.OnCommit(w.s.signal)
 	}
-	return w.meta.Put(kCounts, w.c.bytes())
+	for user, u := range w.users {
+		key := lenPrefixed(user, 0)
+		if u.empty() {
+			// No events left: drop the entry, so that users who come and
+			// go do not bloat the bucket.
+			if err := w.userCounts.Delete(key); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.userCounts.Put(key, u.encode()); err != nil {
+			return err
+		}
+	}
+	if w.markDirty {
+		if err := w.meta.Put(kStaleMark, append([]byte(nil), w.mark...)); err != nil {
+			return err
+		}
+	}
+	return w.meta.Put(kCounts, w.c.encode())
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -56,12 +94,56 @@ func entityKey(entity string, entitySeq uint64) []byte {
 	return binary.BigEndian.AppendUint64(lenPrefixed(entity, 8), entitySeq)
 }
 
+// rprio orders priorities highest first in index keys.
+func rprio(p int) byte { return byte(outbox.MaxPriority - p) }
+
+// stateKey is e's entry in by_status, and (after len(2)|user) in
+// by_user_status: status(1)|rank(1)|time(8)|seq(8). A completed event has
+// rank 0 and its completed_at as time, so completed events are in completion
+// order (retention reads them oldest first); the others have 9-priority as
+// rank and their created_at as time, so each status is listed highest
+// priority first, oldest first within a priority, and the oldest pending
+// event of each priority is the first key of its range.
+func stateKey(e *outbox.Event) []byte {
+	return appendStateKey(make([]byte, 0, 18), e)
+}
+
+func appendStateKey(k []byte, e *outbox.Event) []byte {
+	if e.Status == outbox.StatusCompleted {
+		k = append(k, statusCode(e.Status), 0)
+		return appendTimeKey(k, e.CompletedAt, e.Seq)
+	}
+	k = append(k, statusCode(e.Status), rprio(e.Priority))
+	return appendTimeKey(k, e.CreatedAt, e.Seq)
+}
+
+func userStateKey(e *outbox.Event) []byte {
+	return appendStateKey(lenPrefixed(e.UserID, 18), e)
+}
+
+// stateKeyLen is the length of a by_status key.
+const stateKeyLen = 18
+
+// typeKey is len(2)|type|seq(8); userKey is len(2)|user|seq(8).
+func typeKey(typ string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(lenPrefixed(typ, 8), seq)
+}
+
 func userKey(user string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(lenPrefixed(user, 8), seq)
 }
 
-func statusKey(st outbox.Status, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{statusCode(st)}, seq)
+// appendTimeKey appends time(8)|seq(8), the time in nanoseconds with its
+// sign bit flipped so that times before 1970 sort first.
+func appendTimeKey(k []byte, t time.Time, seq uint64) []byte {
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano())^(1<<63))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func timeKey(t time.Time, seq uint64) []byte { return appendTimeKey(make([]byte, 0, 16), t, seq) }
+
+func timeOfKey(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))).UTC()
 }
 
 func delayedKey(e *outbox.Event) []byte {
@@ -75,6 +157,7 @@ func (w *writer) get(seq uint64) (*outbox.Event, error) {
 	if v == nil {
 		return nil, nil
 	}
+	w.lastSeq, w.lastSize = seq, len(v)
 	e, err := decodeEvent(v)
 	if err != nil {
 		return nil, fmt.Errorf("event seq %d: %w", seq, err)
@@ -82,10 +165,147 @@ func (w *writer) get(seq uint64) (*outbox.Event, error) {
 	return e, nil
 }
 
-// put writes e's record. bbolt keeps the value slice until the commit, so
-// every record gets a buffer of its own.
+// put writes e's record and accounts for the change in stored bytes. bbolt
+// keeps the value slice until the commit, so every record gets a buffer of
+// its own.
 func (w *writer) put(e *outbox.Event) error {
-	return w.events.Put(u64(e.Seq), encodeEvent(make([]byte, 0, 128+len(e.Payload)+len(e.Metadata)), e))
+	key := u64(e.Seq)
+	var old int
+	if e.Seq == w.lastSeq && w.lastSeq != 0 {
+		old = w.lastSize
+	} else {
+		old = len(w.events.Get(key))
+	}
+	v := encodeEvent(make([]byte, 0, 128+len(e.Payload)+len(e.Metadata)), e)
+	w.lastSeq, w.lastSize = e.Seq, len(v)
+	d := int64(len(v) - old)
+	w.c.bytes += d
+	w.user(e.UserID).bytes += d
+	return w.events.Put(key, v)
+}
+
+// user returns the counters of a user, loaded on first touch. Events
+// without a user (id "") are counted for all users only.
+func (w *writer) user(id string) *userCounts {
+	if id == "" {
+		return &w.noUser
+	}
+	if u, ok := w.users[id]; ok {
+		return u
+	}
+	if w.users == nil {
+		w.users = make(map[string]*userCounts, 4)
+	}
+	u := loadUserCounts(w.userCounts.Get(lenPrefixed(id, 0)))
+	w.users[id] = u
+	return u
+}
+
+// staleMark is the stale watermark: pending events whose pending_by_time key
+// sorts before it are counted in the stale counters.
+func (w *writer) staleMark() []byte {
+	if w.mark == nil {
+		w.mark = loadMark(w.meta)
+	}
+	return w.mark
+}
+
+func loadMark(meta *bolt.Bucket) []byte {
+	if v := meta.Get(kStaleMark); len(v) == 16 {
+		return append([]byte(nil), v...)
+	}
+	return make([]byte, 16) // before every event
+}
+
+// addStatic files e in the indexes of what never changes: by_type, and
+// by_user for an event with a user.
+func (w *writer) addStatic(e *outbox.Event) error {
+	if err := w.byType.Put(typeKey(e.Type, e.Seq), nil); err != nil {
+		return err
+	}
+	if e.UserID != "" {
+		return w.byUser.Put(userKey(e.UserID, e.Seq), nil)
+	}
+	return nil
+}
+
+// userStatusIndexed reports whether e has a by_user_status entry: events of
+// a user that are not completed. Completed events, the bulk of a store, are
+// listed per user through by_user: so a completion moves one key less.
+func userStatusIndexed(e *outbox.Event) bool {
+	return e.UserID != "" && e.Status != outbox.StatusCompleted
+}
+
+// addState files e (as it is now) in the indexes that depend on its status,
+// priority and times, and counts it. A pending entry of by_status holds the
+// user id, for the stale sweep's per-user counts. An event without a user
+// has no per-user entries and no per-user counters: "" stands for all users
+// throughout the API.
+func (w *writer) addState(e *outbox.Event) error {
+	code := statusCode(e.Status)
+	k := stateKey(e)
+	var v []byte
+	if e.Status == outbox.StatusPending {
+		v = []byte(e.UserID)
+	}
+	if err := w.byStatus.Put(k, v); err != nil {
+		return err
+	}
+	if userStatusIndexed(e) {
+		if err := w.byUserStatus.Put(userStateKey(e), nil); err != nil {
+			return err
+		}
+	}
+	u := w.user(e.UserID)
+	w.c.status[code]++
+	u.status[code]++
+	switch e.Status {
+	case outbox.StatusPending:
+		w.c.prio[e.Priority]++
+		if bytes.Compare(k[2:], w.staleMark()) < 0 {
+			w.c.stale++
+			u.stale++
+		}
+	case outbox.StatusCompleted:
+		w.noteCompleted(e.UserID, e.CompletedAt)
+	}
+	return nil
+}
+
+// dropState undoes addState for e as it is stored.
+func (w *writer) dropState(e *outbox.Event) error {
+	code := statusCode(e.Status)
+	k := stateKey(e)
+	if err := w.byStatus.Delete(k); err != nil {
+		return err
+	}
+	if userStatusIndexed(e) {
+		if err := w.byUserStatus.Delete(userStateKey(e)); err != nil {
+			return err
+		}
+	}
+	u := w.user(e.UserID)
+	w.c.status[code]--
+	u.status[code]--
+	if e.Status == outbox.StatusPending {
+		w.c.prio[e.Priority]--
+		if bytes.Compare(k[2:], w.staleMark()) < 0 {
+			w.c.stale--
+			u.stale--
+		}
+	}
+	return nil
+}
+
+// noteCompleted records a completion at t for newest_completed_at.
+func (w *writer) noteCompleted(user string, t time.Time) {
+	n := t.UnixNano()
+	if n > w.c.newestCompleted {
+		w.c.newestCompleted = n
+	}
+	if u := w.user(user); n > u.newestCompleted {
+		u.newestCompleted = n
+	}
 }
 
 func (w *writer) enqueue(e *outbox.Event, now time.Time) (int, error) {
@@ -133,27 +353,31 @@ func (w *writer) enqueue(e *outbox.Event, now time.Time) (int, error) {
 	if err := w.ids.Put(u[:], u64(seq)); err != nil {
 		return 0, err
 	}
-	if err := w.byUser.Put(userKey(e.UserID, seq), nil); err != nil {
+	if err := w.addStatic(e); err != nil {
 		return 0, err
 	}
-	if err := w.byStatus.Put(statusKey(e.Status, seq), nil); err != nil {
+	if err := w.addState(e); err != nil {
 		return 0, err
 	}
-	w.c[statusCode(e.Status)]++
 	if head {
 		return 1, w.ready(e)
 	}
 	return 1, nil
 }
 
+// present is the value of entries that only need to exist. It must not be
+// nil: bbolt's Get returns a nil value put in the same transaction as nil,
+// which would read as absent.
+var present = []byte{}
+
 // ready files a pending head event where the relay looks for work: the
 // delayed bucket while it waits out a backoff, its priority bucket otherwise.
 func (w *writer) ready(e *outbox.Event) error {
 	w.wake = true
 	if !e.NextAttemptAt.IsZero() {
-		return w.delayed.Put(delayedKey(e), nil)
+		return w.delayed.Put(delayedKey(e), present)
 	}
-	return w.readyB.Bucket(prioNames[e.Priority]).Put(u64(e.Seq), nil)
+	return w.readyB.Bucket(prioNames[e.Priority]).Put(u64(e.Seq), present)
 }
 
 // isReady reports whether e is filed as ready or delayed.
@@ -173,25 +397,24 @@ func (w *writer) unready(e *outbox.Event) error {
 	return w.readyB.Bucket(prioNames[e.Priority]).Delete(u64(e.Seq))
 }
 
-// setStatus writes e with a new status, moving its status index entry and
-// counters.
+// setStatus writes e with a new status, moving its index entries and
+// counters. e's other fields may have changed, but not those the indexes
+// are keyed by (priority, created_at, completed_at of a completed event).
 func (w *writer) setStatus(e *outbox.Event, st outbox.Status) error {
 	if e.Status != st {
-		if err := w.byStatus.Delete(statusKey(e.Status, e.Seq)); err != nil {
+		if err := w.dropState(e); err != nil {
 			return err
 		}
-		if err := w.byStatus.Put(statusKey(st, e.Seq), nil); err != nil {
-			return err
-		}
-		w.c[statusCode(e.Status)]--
-		w.c[statusCode(st)]++
 		e.Status = st
+		if err := w.addState(e); err != nil {
+			return err
+		}
 	}
 	return w.put(e)
 }
 
-// finishEntity is called when e, the head of its entity, completed or was
-// deleted: the entity has one unfinished event less and the next one leads.
+// finishEntity is called when e, the head of its entity, completed: the
+// entity has one unfinished event less and the next one leads.
 func (w *writer) finishEntity(e *outbox.Event) error {
 	key := lenPrefixed(e.EntityID, 0)
 	last, open := entityMeta(w.entities.Get(key))
@@ -237,26 +460,54 @@ func (w *writer) ensureHead(entity string, e *outbox.Event) error {
 	return w.promote(entity, 1)
 }
 
-// delete removes e with its index entries; if it led its entity, the next
-// event leads.
+// isHead reports whether e is its entity's head: its earliest unfinished
+// event (an event without entity always is). For a pending event it is
+// isReady; a processing or failed event is always a head.
+func (w *writer) isHead(e *outbox.Event) bool {
+	switch e.Status {
+	case outbox.StatusPending:
+		return w.isReady(e)
+	case outbox.StatusProcessing, outbox.StatusFailed:
+		return true
+	}
+	return false
+}
+
+// delete removes e (as stored) with its index entries and counts; if it led
+// its entity, the next event leads.
 func (w *writer) delete(e *outbox.Event) error {
-	wasHead := e.Status == outbox.StatusFailed || e.Status == outbox.StatusProcessing ||
-		(e.Status == outbox.StatusPending && w.isReady(e))
+	return w.remove(e, w.isHead(e))
+}
+
+// remove is delete for an event whose head-ness the caller knows (it may
+// have taken it out of the ready set already).
+func (w *writer) remove(e *outbox.Event, wasHead bool) error {
 	if err := w.unready(e); err != nil {
 		return err
 	}
+	key := u64(e.Seq)
+	size := int64(len(w.events.Get(key)))
+	if w.lastSeq == e.Seq {
+		w.lastSeq = 0
+	}
 	u := uuid.MustParse(e.ID)
 	for _, del := range []func() error{
-		func() error { return w.events.Delete(u64(e.Seq)) },
+		func() error { return w.events.Delete(key) },
 		func() error { return w.ids.Delete(u[:]) },
-		func() error { return w.byUser.Delete(userKey(e.UserID, e.Seq)) },
-		func() error { return w.byStatus.Delete(statusKey(e.Status, e.Seq)) },
+		func() error { return w.byType.Delete(typeKey(e.Type, e.Seq)) },
+		func() error { return w.dropState(e) },
 	} {
 		if err := del(); err != nil {
 			return err
 		}
 	}
-	w.c[statusCode(e.Status)]--
+	if e.UserID != "" {
+		if err := w.byUser.Delete(userKey(e.UserID, e.Seq)); err != nil {
+			return err
+		}
+	}
+	w.c.bytes -= size
+	w.user(e.UserID).bytes -= size
 	if e.EntityID == "" {
 		return nil
 	}
@@ -266,16 +517,37 @@ func (w *writer) delete(e *outbox.Event) error {
 	if e.Status == outbox.StatusCompleted {
 		return nil
 	}
-	key := lenPrefixed(e.EntityID, 0)
-	last, open := entityMeta(w.entities.Get(key))
+	ekey := lenPrefixed(e.EntityID, 0)
+	last, open := entityMeta(w.entities.Get(ekey))
 	if open > 0 {
 		open--
 	}
-	if err := w.entities.Put(key, entityMetaBytes(last, open)); err != nil {
+	if err := w.entities.Put(ekey, entityMetaBytes(last, open)); err != nil {
 		return err
 	}
 	if wasHead {
 		return w.promote(e.EntityID, e.EntitySeq+1)
+	}
+	return nil
+}
+
+// complete records the completion of the head e at now: e becomes completed,
+// or is deleted when Options.RemoveOnAck is set; the next event of its
+// entity leads. The caller has updated the attempt fields.
+func (w *writer) complete(e *outbox.Event, now time.Time) error {
+	e.NextAttemptAt = time.Time{}
+	e.CompletedAt = now
+	if w.s.opts.RemoveOnAck {
+		w.noteCompleted(e.UserID, now)
+		// The keys remove needs (status, priority, created_at) are as
+		// stored; only attempt fields changed.
+		return w.remove(e, true)
+	}
+	if err := w.setStatus(e, outbox.StatusCompleted); err != nil {
+		return err
+	}
+	if e.EntityID != "" {
+		return w.finishEntity(e)
 	}
 	return nil
 }
@@ -295,34 +567,8 @@ func entityMetaBytes(last, open uint64) []byte {
 	return binary.BigEndian.AppendUint64(u64(last), open)
 }
 
-// counts holds the number of events per status code.
-type counts [len(statusCodes)]int64
-
-func loadCounts(meta *bolt.Bucket) counts {
-	var c counts
-	if v := meta.Get(kCounts); len(v) == 8*len(c) {
-		for i := range c {
-			c[i] = int64(binary.BigEndian.Uint64(v[8*i:]))
-		}
-	}
-	return c
-}
-
-func (c counts) bytes() []byte {
-	b := make([]byte, 0, 8*len(c))
-	for _, v := range c {
-		b = binary.BigEndian.AppendUint64(b, uint64(v))
-	}
-	return b
-}
-
-func (c counts) stats() Stats {
-	s := Stats{
-		Pending:    c[statusCode(outbox.StatusPending)],
-		Processing: c[statusCode(outbox.StatusProcessing)],
-		Completed:  c[statusCode(outbox.StatusCompleted)],
-		Failed:     c[statusCode(outbox.StatusFailed)],
-	}
-	s.Total = s.Pending + s.Processing + s.Completed + s.Failed
-	return s
+// exists reports whether an event with that id is stored.
+func (w *writer) exists(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && w.ids.Get(u[:]) != nil
 }

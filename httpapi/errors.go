@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
@@ -48,6 +52,20 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, boltstore.ErrNotFound):
 		return http.StatusNotFound, err.Error()
+	case errors.Is(err, boltstore.ErrNotRetryable):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, boltstore.ErrBadCursor):
+		return http.StatusBadRequest, "invalid cursor: " + err.Error()
+	case errors.Is(err, boltstore.ErrInvalidQuery):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, boltstore.ErrWrongStatus), errors.Is(err, boltstore.ErrNotHead):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, boltstore.ErrOutboxFull):
+		var fe *boltstore.FullError
+		if errors.As(err, &fe) {
+			return http.StatusServiceUnavailable, "outbox full: " + strings.TrimPrefix(fe.Error(), boltstore.ErrOutboxFull.Error()+": ")
+		}
+		return http.StatusServiceUnavailable, "outbox full: " + err.Error()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "unavailable: " + err.Error()
 	}
@@ -62,6 +80,10 @@ type errorBody struct {
 // fail answers err as a JSON error body. Server faults are logged here, once.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := statusOf(err)
+	if errors.Is(err, boltstore.ErrOutboxFull) {
+		// Admission control: push back on the writer; nothing was stored.
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	}
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable:
 		s.log.ErrorContext(r.Context(), "httpapi: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
@@ -84,4 +106,19 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n')) //nolint:errcheck // the client went away; nothing to do
+}
+
+// defaultRetryAfter is the Retry-After of a 503 "outbox full" whose error
+// suggests no wait of its own.
+const defaultRetryAfter = 5 * time.Second
+
+// retryAfterSeconds is how long a writer refused by admission control should
+// wait, in whole seconds, at least 1.
+func retryAfterSeconds(err error) int {
+	d := defaultRetryAfter
+	var fe *boltstore.FullError
+	if errors.As(err, &fe) && fe.RetryAfter > 0 {
+		d = fe.RetryAfter
+	}
+	return max(1, int(math.Ceil(d.Seconds())))
 }

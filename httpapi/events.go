@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
@@ -26,7 +27,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := decodeEvent(raw, "body")
 	if err == nil {
-		err = s.checkPayload(e)
+		err = s.checkEvent(e)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -37,6 +38,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.reportEnqueued([]*outbox.Event{e}, created)
 	status := http.StatusOK
 	if created > 0 {
 		status = http.StatusCreated
@@ -68,6 +70,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.reportEnqueued(events, created)
 	status := http.StatusOK
 	if created > 0 {
 		status = http.StatusCreated
@@ -99,7 +102,7 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Ev
 	for i, item := range items {
 		e, err := decodeEvent(item, "event")
 		if err == nil {
-			err = s.checkPayload(e)
+			err = s.checkEvent(e)
 		}
 		if err != nil {
 			return nil, withIndex(i, err)
@@ -109,8 +112,12 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Ev
 	return events, nil
 }
 
-// checkPayload applies the server's payload limit.
-func (s *Server) checkPayload(e *outbox.Event) error {
+// checkEvent applies the server's own rules before the store sees the
+// event: the type allowlist and the payload limit.
+func (s *Server) checkEvent(e *outbox.Event) error {
+	if err := CheckType(s.allowed, e.Type); err != nil {
+		return err
+	}
 	if len(e.Payload) > s.maxPayload {
 		return reject(http.StatusRequestEntityTooLarge, "invalid payload: %d bytes, over the limit of %d", len(e.Payload), s.maxPayload)
 	}
@@ -151,12 +158,32 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, e)
 }
 
-// stats answers the number of events per status.
-func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
-	st, err := s.store.Stats(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
+// reportEnqueued passes the events an ingest request newly stored to the
+// Enqueued hook. The store gives new events sequences above every stored
+// one, so the created new ones are those with the created highest distinct
+// sequences; the others were stored already (an idempotent re-post).
+func (s *Server) reportEnqueued(events []*outbox.Event, created int) {
+	if s.enqueued == nil || created <= 0 {
 		return
 	}
-	s.writeJSON(w, http.StatusOK, st)
+	if created >= len(events) {
+		s.enqueued(events...)
+		return
+	}
+	seqs := make([]uint64, 0, len(events))
+	for _, e := range events {
+		seqs = append(seqs, e.Seq)
+	}
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	cut := seqs[max(len(seqs)-created, 0)]
+	fresh := make([]*outbox.Event, 0, created)
+	seen := make(map[uint64]bool, created)
+	for _, e := range events {
+		if e.Seq >= cut && !seen[e.Seq] {
+			seen[e.Seq] = true
+			fresh = append(fresh, e)
+		}
+	}
+	s.enqueued(fresh...)
 }

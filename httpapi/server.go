@@ -3,10 +3,12 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -47,8 +49,27 @@ type Options struct {
 	// Ready reports whether the sidecar can publish (NATS is connected);
 	// GET /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
-	// Logger receives server faults and panics (default: discarded).
+	// Logger receives server faults and panics, and the operator's changes
+	// through the admin API (default: discarded).
 	Logger *slog.Logger
+
+	// Token, when set, is required as "Authorization: Bearer <Token>" on
+	// every request but GET /healthz and GET /readyz (compared in constant
+	// time); others are answered 401.
+	Token string
+	// AllowedTypes, when not empty, is the event type allowlist: an event of
+	// another type is answered 400 naming the allowed ones (see CheckType).
+	AllowedTypes []string
+	// Broker reports the NATS connection and the stream for GET /v1/status;
+	// nil leaves them out of the report.
+	Broker Broker
+	// Metrics, when set, is served at GET /metrics (Prometheus exposition).
+	Metrics http.Handler
+	// Enqueued, when set, is called after every successful ingest request
+	// with the events it newly stored (not those stored already): metrics
+	// count them. It is called from the request's goroutine and must not
+	// block.
+	Enqueued func(events ...*outbox.Event)
 }
 
 // DefaultMaxBodyBytes is the request body limit when Options.MaxBodyBytes is zero.
@@ -73,14 +94,21 @@ func (o *Options) setDefaults() {
 // for concurrent use.
 type Server struct {
 	store      Store
+	admin      AdminStore // nil when store does not implement it
 	ready      func(context.Context) error
 	log        *slog.Logger
 	maxPayload int
 	maxBody    int64
+	token      *[sha256.Size]byte // nil: no auth
+	allowed    []string
+	broker     Broker
+	enqueued   func(...*outbox.Event)
 	mux        *http.ServeMux
 }
 
-// New returns the API over store. It panics when store is nil.
+// New returns the API over store. When store also implements AdminStore
+// (as *boltstore.Store does), the admin routes are registered too. It panics
+// when store is nil.
 func New(store Store, opts Options) *Server {
 	if store == nil {
 		panic("httpapi: New with a nil Store")
@@ -92,7 +120,14 @@ func New(store Store, opts Options) *Server {
 		log:        opts.Logger,
 		maxPayload: opts.MaxPayload,
 		maxBody:    opts.MaxBodyBytes,
+		allowed:    slices.Clone(opts.AllowedTypes),
+		broker:     opts.Broker,
+		enqueued:   opts.Enqueued,
 		mux:        http.NewServeMux(),
+	}
+	if opts.Token != "" {
+		h := sha256.Sum256([]byte(opts.Token))
+		s.token = &h
 	}
 	s.mux.HandleFunc("POST /v1/events", s.postEvent)
 	s.mux.HandleFunc("POST /v1/events/batch", s.postBatch)
@@ -100,6 +135,13 @@ func New(store Store, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/stats", s.stats)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if admin, ok := store.(AdminStore); ok {
+		s.admin = admin
+		s.registerAdmin()
+	}
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", opts.Metrics)
+	}
 	return s
 }
 
@@ -130,6 +172,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeJSON(rw, http.StatusInternalServerError, errorBody{Error: "internal: server error"})
 		}
 	}()
+	if !s.authorized(r) {
+		s.unauthorized(rw, r)
+		return
+	}
 	if h, pattern := s.mux.Handler(r); pattern == "" {
 		s.unrouted(rw, r, h)
 		return

@@ -575,14 +575,16 @@ func TestGetEvent(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	e := newEnv(t, httpapi.Options{}, nil)
-	zero := map[string]any{"total": 0.0, "pending": 0.0, "processing": 0.0, "completed": 0.0, "failed": 0.0}
+	// The fields of the first release keep their names; the rest are added.
+	zero := map[string]any{"total": 0.0, "pending": 0.0, "processing": 0.0, "completed": 0.0, "failed": 0.0,
+		"stale": 0.0, "oldest_pending_at": nil, "newest_completed_at": nil, "success_rate": 1.0, "has_issues": false}
 	res := e.get(t, "/v1/stats")
 	res.wantStatus(t, http.StatusOK)
-	if got := res.object(t); !jsonEqual(got, zero) {
+	if got := res.object(t); !hasFields(got, zero) {
 		t.Errorf("empty store: stats = %s, want %v", res.body, zero)
 	}
 
-	res = e.post(t, "/v1/events/batch", `{"events":[{"type":"a"},{"type":"b"},{"type":"c"}]}`)
+	res = e.post(t, "/v1/events/batch", `{"events":[{"type":"a","user_id":"u1"},{"type":"b","user_id":"u2"},{"type":"c","user_id":"u1"}]}`)
 	res.wantStatus(t, http.StatusCreated)
 	var b struct{ Events []outbox.Event }
 	if err := json.Unmarshal(res.body, &b); err != nil {
@@ -591,12 +593,37 @@ func TestStats(t *testing.T) {
 	if err := e.store.Complete(context.Background(), []boltstore.Ack{{Seq: b.Events[0].Seq, At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
-	res = e.get(t, "/v1/stats")
-	res.wantStatus(t, http.StatusOK)
-	want := map[string]any{"total": 3.0, "pending": 2.0, "processing": 0.0, "completed": 1.0, "failed": 0.0}
-	if got := res.object(t); !jsonEqual(got, want) {
-		t.Errorf("stats = %s, want %v", res.body, want)
+	tests := []struct {
+		path string
+		want map[string]any
+	}{
+		{"/v1/stats", map[string]any{"total": 3.0, "pending": 2.0, "processing": 0.0, "completed": 1.0, "failed": 0.0, "has_issues": false}},
+		{"/v1/stats?user_id=u1", map[string]any{"total": 2.0, "pending": 1.0, "completed": 1.0, "failed": 0.0}},
+		{"/v1/stats?user_id=u2", map[string]any{"total": 1.0, "pending": 1.0, "completed": 0.0}},
+		{"/v1/stats?user_id=nobody", map[string]any{"total": 0.0, "pending": 0.0}},
 	}
+	for _, tt := range tests {
+		res = e.get(t, tt.path)
+		res.wantStatus(t, http.StatusOK)
+		got := res.object(t)
+		if !hasFields(got, tt.want) {
+			t.Errorf("GET %s = %s, want %v", tt.path, res.body, tt.want)
+		}
+		if _, ok := got["oldest_pending_at"].(string); !ok && tt.want["pending"] != 0.0 {
+			t.Errorf("GET %s: oldest_pending_at = %v, want a time", tt.path, got["oldest_pending_at"])
+		}
+	}
+	e.get(t, "/v1/stats?user=u1").wantError(t, http.StatusBadRequest, `unknown parameter "user"`)
+}
+
+// hasFields reports whether got has every field of want with its value.
+func hasFields(got, want map[string]any) bool {
+	for k, v := range want {
+		if g, ok := got[k]; !ok || !jsonEqual(g, v) {
+			return false
+		}
+	}
+	return true
 }
 
 func TestProbes(t *testing.T) {
@@ -644,15 +671,19 @@ func TestUnrouted(t *testing.T) {
 		allow        string // in the Allow header of a 405
 	}{
 		{http.MethodPut, "/v1/events", 405, "POST"},
-		{http.MethodGet, "/v1/events", 405, "POST"},
-		{http.MethodDelete, "/v1/events/" + id, 405, "GET"},
+		{http.MethodPatch, "/v1/events", 405, "DELETE"},
+		{http.MethodPut, "/v1/events/" + id, 405, "DELETE"},
 		{http.MethodPost, "/v1/events/" + id, 405, "GET"},
+		{http.MethodGet, "/v1/events/" + id + "/retry", 405, "POST"},
+		{http.MethodGet, "/v1/backup", 405, "POST"},
+		{http.MethodGet, "/v1/reset", 405, "POST"},
+		{http.MethodPost, "/v1/status", 405, "GET"},
+		{http.MethodGet, "/metrics", 404, ""}, // no Options.Metrics
 		{http.MethodPut, "/v1/events/batch", 405, "POST"},
 		{http.MethodPost, "/v1/stats", 405, "GET"},
 		{http.MethodPost, "/healthz", 405, "GET"},
 		{http.MethodGet, "/nope", 404, ""},
 		{http.MethodGet, "/", 404, ""},
-		{http.MethodGet, "/v1/events/" + id + "/retry", 404, ""},
 		{http.MethodPost, "/v2/events", 404, ""},
 	}
 	for _, tt := range tests {

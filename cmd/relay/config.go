@@ -17,18 +17,37 @@ import (
 // Config is the daemon's configuration, mirrored key for key in
 // config.example.yaml. Decode it with loadConfig.
 type Config struct {
-	Store  StoreConfig  `yaml:"store"`
-	NATS   NATSConfig   `yaml:"nats"`
-	Stream StreamConfig `yaml:"stream"`
-	HTTP   HTTPConfig   `yaml:"http"`
-	Relay  RelayConfig  `yaml:"relay"`
-	Retry  RetryConfig  `yaml:"retry"`
-	Log    LogConfig    `yaml:"log"`
+	Store     StoreConfig     `yaml:"store"`
+	Retention RetentionConfig `yaml:"retention"`
+	NATS      NATSConfig      `yaml:"nats"`
+	Stream    StreamConfig    `yaml:"stream"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Relay     RelayConfig     `yaml:"relay"`
+	Retry     RetryConfig     `yaml:"retry"`
+	Log       LogConfig       `yaml:"log"`
+	// EventTypes is the event type allowlist; empty allows every type.
+	EventTypes []string `yaml:"event_types"`
 }
 
 type StoreConfig struct {
 	Path       string `yaml:"path"`
 	MaxPayload int    `yaml:"max_payload"`
+	// Admission control: past a high-water mark ingest answers 503 with
+	// Retry-After. 0 means no limit.
+	MaxPending    int64         `yaml:"max_pending"`
+	MaxBytes      int64         `yaml:"max_bytes"`
+	MaxPendingAge time.Duration `yaml:"max_pending_age"`
+	// StaleAfter: a pending event older than this is stale (default 5m).
+	StaleAfter time.Duration `yaml:"stale_after"`
+}
+
+// RetentionConfig says how long completed events are kept.
+type RetentionConfig struct {
+	// Completed is how long a completed event is kept (default 24h); 0
+	// removes it on ack. A pointer, so that an explicit 0 differs from unset.
+	Completed *time.Duration `yaml:"completed"`
+	// Interval is the period of the background sweep (default 1m).
+	Interval time.Duration `yaml:"interval"`
 }
 
 type NATSConfig struct {
@@ -62,6 +81,9 @@ type StreamConfig struct {
 
 type HTTPConfig struct {
 	Addr string `yaml:"addr"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every request but the probes. Required on a non-loopback addr.
+	Token string `yaml:"token"`
 }
 
 type RelayConfig struct {
@@ -92,6 +114,16 @@ func (c *Config) setDefaults() {
 	def(&c.Store.Path, "./data/outbox.db")
 	if c.Store.MaxPayload == 0 {
 		c.Store.MaxPayload = outbox.DefaultPayload
+	}
+	if c.Store.StaleAfter == 0 {
+		c.Store.StaleAfter = 5 * time.Minute
+	}
+	if c.Retention.Completed == nil {
+		d := 24 * time.Hour
+		c.Retention.Completed = &d
+	}
+	if c.Retention.Interval == 0 {
+		c.Retention.Interval = time.Minute
 	}
 	def(&c.NATS.EmbeddedAddr, "127.0.0.1:4222")
 	def(&c.NATS.StoreDir, "./data/nats")
@@ -153,6 +185,32 @@ func badKey(key, format string, args ...any) error {
 func (c *Config) Validate() error {
 	if c.Store.MaxPayload < 1 || c.Store.MaxPayload > 64<<20 {
 		return badKey("store.max_payload", "must be 1..%d bytes, got %d", 64<<20, c.Store.MaxPayload)
+	}
+	if c.Store.MaxPending < 0 {
+		return badKey("store.max_pending", "must be 0 (no limit) or positive, got %d", c.Store.MaxPending)
+	}
+	if c.Store.MaxBytes < 0 {
+		return badKey("store.max_bytes", "must be 0 (no limit) or positive, got %d", c.Store.MaxBytes)
+	}
+	if c.Store.MaxPendingAge < 0 {
+		return badKey("store.max_pending_age", "must be 0 (no limit) or positive, got %s", c.Store.MaxPendingAge)
+	}
+	if c.Store.StaleAfter < 0 {
+		return badKey("store.stale_after", "must be positive, got %s", c.Store.StaleAfter)
+	}
+	if *c.Retention.Completed < 0 {
+		return badKey("retention.completed", "must be 0 (remove on ack) or positive, got %s", *c.Retention.Completed)
+	}
+	if c.Retention.Interval < 0 {
+		return badKey("retention.interval", "must be positive, got %s", c.Retention.Interval)
+	}
+	for i, t := range c.EventTypes {
+		if err := outbox.ValidateType(t); err != nil {
+			return badKey(fmt.Sprintf("event_types[%d]", i), "%v", err)
+		}
+	}
+	if strings.ContainsAny(c.HTTP.Token, " \t\r\n") {
+		return badKey("http.token", "must not contain white space")
 	}
 	if c.NATS.URL == "" {
 		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedAddr); err != nil {
@@ -271,6 +329,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 			msg := err.Error()
 			if i := strings.LastIndex(msg, ": "); i >= 0 {
 				msg = msg[i+2:]
+			}
+			if t == reflect.TypeFor[time.Duration]() {
+				msg = "want a duration with a unit, such as 0s, 90s or 24h"
 			}
 			return badKey(strings.TrimSuffix(prefix, "."), "bad value %q (line %d): %s", n.Value, n.Line, msg)
 		}

@@ -74,9 +74,15 @@ func (c *child) stats() map[string]int64 {
 		c.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st map[string]int64
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	var raw map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
 		c.t.Fatal(err)
+	}
+	st := map[string]int64{}
+	for k, v := range raw {
+		if n, ok := v.(float64); ok {
+			st[k] = int64(n)
+		}
 	}
 	return st
 }

@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/httpapi"
+	"github.com/fitiqcore/outbox/metrics"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
 	"github.com/lmittmann/tint"
@@ -34,12 +36,12 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkExposure(cfg.HTTP); err != nil {
+		return err
+	}
 	log := newLogger(cfg.Log, stderr)
 
-	store, err := boltstore.Open(cfg.Store.Path, &boltstore.Options{
-		Timeout: time.Second,
-		Event:   outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
-	})
+	store, err := boltstore.Open(cfg.Store.Path, storeOptions(cfg))
 	if err != nil {
 		return err
 	}
@@ -78,6 +80,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer pub.Close()
 
+	m := metrics.New(metrics.Options{Store: store, Connected: pub.Connected})
 	rl, err := relay.New(store, pub, relay.Config{
 		BatchSize:    cfg.Relay.BatchSize,
 		MaxInFlight:  cfg.Relay.MaxInFlight,
@@ -85,6 +88,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Jitter:       *cfg.Retry.Jitter,
 		DrainTimeout: cfg.Relay.DrainTimeout,
 		Logger:       log,
+		Observer:     m.Observe,
 	})
 	if err != nil {
 		return err
@@ -97,7 +101,12 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 			}
 			return nil
 		},
-		Logger: log,
+		Logger:       log,
+		Token:        cfg.HTTP.Token,
+		AllowedTypes: allowedTypes(cfg.EventTypes),
+		Broker:       brokerStatus{pub: pub},
+		Metrics:      m.Handler(),
+		Enqueued:     m.Enqueued,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -110,6 +119,17 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer stopRelay()
 	relayErr := make(chan error, 1)
 	go func() { relayErr <- rl.Run(relayCtx) }()
+	// The retention sweep runs until shutdown; serve waits for it before the
+	// store closes.
+	retentionCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		if err := store.RunRetention(retentionCtx, cfg.Retention.Interval); err != nil && retentionCtx.Err() == nil {
+			log.Error("retention sweep stopped; completed events are no longer removed", "err", err)
+		}
+	}()
+	defer func() { stopRetention(); <-retentionDone }()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	go capPayloadLimit(relayCtx, pub, store, cfg.Store.MaxPayload, log)
@@ -141,6 +161,49 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log.Info("relay stopped")
 	return runErr
+}
+
+// storeOptions maps the config onto the store's options.
+func storeOptions(cfg *Config) *boltstore.Options {
+	return &boltstore.Options{
+		Timeout:       time.Second,
+		Event:         outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
+		StaleAfter:    cfg.Store.StaleAfter,
+		Retention:     *cfg.Retention.Completed,
+		RemoveOnAck:   *cfg.Retention.Completed == 0,
+		MaxPending:    cfg.Store.MaxPending,
+		MaxBytes:      cfg.Store.MaxBytes,
+		MaxPendingAge: cfg.Store.MaxPendingAge,
+	}
+}
+
+// verifyType is the type of the probe event of relay verify; it is always
+// allowed, whatever event_types says.
+const verifyType = "outbox.verify"
+
+// allowedTypes is the ingest allowlist: event_types, plus the probe type of
+// relay verify; empty (any type) when event_types is.
+func allowedTypes(types []string) []string {
+	if len(types) == 0 || slices.Contains(types, verifyType) {
+		return types
+	}
+	return append(slices.Clone(types), verifyType)
+}
+
+// checkExposure refuses to serve the API on a non-loopback address without
+// a token: anyone reaching it could read, retry and delete events.
+func checkExposure(c HTTPConfig) error {
+	if c.Token != "" {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(c.Addr)
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return badKey("http.token", "required when http.addr %q is not a loopback address (anyone who reaches it could read and delete events): set http.token, or listen on 127.0.0.1", c.Addr)
 }
 
 // capPayloadLimit, once connected, holds the store to what the server

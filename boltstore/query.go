@@ -1,0 +1,309 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fitiqcore/outbox"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Query selects events for List. Empty fields match everything.
+type Query struct {
+	Status   outbox.Status // "" any; otherwise one of the four statuses
+	UserID   string        // "" any
+	EntityID string        // "" any
+	Type     string        // "" any (exact type)
+	Limit    int           // events per page: default 100, at most 1000
+	Cursor   string        // from Page.NextCursor; "" = first page
+}
+
+// Page is one page of a List.
+type Page struct {
+	Events []*outbox.Event `json:"events"`
+	// NextCursor continues the listing; "" on the last page.
+	NextCursor string `json:"next_cursor"`
+}
+
+// Limits of a listing.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+	// listScanLimit bounds the index entries one List call examines: when
+	// the filters that no index serves reject that many, List returns the
+	// page it has (possibly empty) with a NextCursor to continue.
+	listScanLimit = 10000
+)
+
+// Cursor tags: which index a cursor walks.
+const (
+	tagEvents     = 'e'
+	tagStatus     = 's'
+	tagUserStatus = 'u'
+	tagUser       = 'w'
+	tagEntity     = 'n'
+	tagType       = 't'
+)
+
+// plan is how a query walks an index.
+type plan struct {
+	tag    byte
+	bucket *bolt.Bucket
+	prefix []byte // every key of interest starts with it
+	keyLen int    // and has this length
+	seqOf  func(k, v []byte) uint64
+	match  func(e *outbox.Event) bool // the filters the index does not serve
+}
+
+func seqFromKeyEnd(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
+func seqFromValue(_, v []byte) uint64  { return binary.BigEndian.Uint64(v) }
+
+// planFor chooses the index for q, the most selective one first: entity
+// (by_entity, entity_seq order); user and a status other than completed
+// (by_user_status); user (by_user, seq order); type (by_type, seq order);
+// status (by_status); none (events, seq order). by_status and
+// by_user_status list a status highest priority first, oldest first within
+// a priority, and completed events by completion time (see stateKey). The
+// other filters are checked on the records.
+func planFor(r *writer, q *Query) plan {
+	matchStatus := q.Status == ""
+	matchUser := q.UserID == ""
+	matchType := q.Type == ""
+	matchEntity := q.EntityID == ""
+	var p plan
+	switch {
+	case q.EntityID != "":
+		p = plan{tag: tagEntity, bucket: r.byEntity, prefix: lenPrefixed(q.EntityID, 0), seqOf: seqFromValue}
+		p.keyLen = len(p.prefix) + 8
+		matchEntity = true
+	case q.UserID != "" && q.Status != "" && q.Status != outbox.StatusCompleted:
+		p = plan{tag: tagUserStatus, bucket: r.byUserStatus, prefix: append(lenPrefixed(q.UserID, 1), statusCode(q.Status)), seqOf: seqFromKeyEnd}
+		p.keyLen = len(p.prefix) + stateKeyLen - 1
+		matchUser, matchStatus = true, true
+	case q.UserID != "":
+		p = plan{tag: tagUser, bucket: r.byUser, prefix: lenPrefixed(q.UserID, 0), seqOf: seqFromKeyEnd}
+		p.keyLen = len(p.prefix) + 8
+		matchUser = true
+	case q.Type != "":
+		p = plan{tag: tagType, bucket: r.byType, prefix: lenPrefixed(q.Type, 0), seqOf: seqFromKeyEnd}
+		p.keyLen = len(p.prefix) + 8
+		matchType = true
+	case q.Status != "":
+		p = plan{tag: tagStatus, bucket: r.byStatus, prefix: []byte{statusCode(q.Status)}, keyLen: stateKeyLen, seqOf: seqFromKeyEnd}
+		matchStatus = true
+	default:
+		p = plan{tag: tagEvents, bucket: r.events, keyLen: 8, seqOf: seqFromKeyEnd}
+	}
+	p.match = func(e *outbox.Event) bool {
+		return (matchStatus || e.Status == q.Status) && (matchUser || e.UserID == q.UserID) &&
+			(matchType || e.Type == q.Type) && (matchEntity || e.EntityID == q.EntityID)
+	}
+	return p
+}
+
+func (p *plan) validKey(k []byte) bool { return len(k) == p.keyLen && hasPrefix(k, p.prefix) }
+
+func (p *plan) cursor(k []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{p.tag}, k...))
+}
+
+// start decodes a cursor into the key to continue after; nil for "".
+func (p *plan) start(cursor string) ([]byte, error) {
+	if cursor == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) < 1 || b[0] != p.tag || !p.validKey(b[1:]) {
+		return nil, fmt.Errorf("%w: %q", ErrBadCursor, cursor)
+	}
+	return b[1:], nil
+}
+
+func validStatus(st outbox.Status) error {
+	if st != "" && !st.Valid() {
+		return fmt.Errorf("%w: unknown status %q", ErrInvalidQuery, st)
+	}
+	return nil
+}
+
+// List returns a page of the events that match q, and a cursor to the next
+// page. It walks the most selective index for the filters given (see
+// Query) and checks the other filters on the records, examining at most
+// 10,000 index entries per call: a page may be short, even empty, while
+// NextCursor is not; NextCursor is "" only when nothing more matches. Each
+// page is read in a transaction of its own: an event that changes status
+// between pages may be missed or listed twice. A cursor that is not one
+// List handed out for the same filters fails with ErrBadCursor; an unknown
+// status with ErrInvalidQuery.
+func (s *Store) List(ctx context.Context, q Query) (Page, error) {
+	if err := ctx.Err(); err != nil {
+		return Page{}, err
+	}
+	if err := validStatus(q.Status); err != nil {
+		return Page{}, err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	page := Page{Events: []*outbox.Event{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r := s.reader(tx)
+		p := planFor(r, &q)
+		after, err := p.start(q.Cursor)
+		if err != nil {
+			return err
+		}
+		page.Events, page.NextCursor, err = r.walk(&p, after, limit, listScanLimit)
+		return err
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("boltstore: list: %w", err)
+	}
+	return page, nil
+}
+
+// walk reads up to limit matching events after key after (nil: from the
+// start), examining at most scan index entries (0: no bound). next is the
+// cursor to continue, "" when nothing more matches.
+func (r *writer) walk(p *plan, after []byte, limit, scan int) (events []*outbox.Event, next string, err error) {
+	events = []*outbox.Event{}
+	c := p.bucket.Cursor()
+	var k, v []byte
+	if after != nil {
+		k, v = c.Seek(after)
+		if k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	} else {
+		k, v = c.Seek(p.prefix)
+	}
+	var last []byte // the last key examined
+	for examined := 0; k != nil && hasPrefix(k, p.prefix); k, v = c.Next() {
+		if !p.validKey(k) {
+			continue
+		}
+		if scan > 0 && examined == scan {
+			return events, p.cursor(last), nil
+		}
+		examined++
+		e, err := r.get(p.seqOf(k, v))
+		if err != nil {
+			return nil, "", err
+		}
+		if e == nil || !p.match(e) {
+			last = k
+			continue
+		}
+		if len(events) == limit { // one more matches: there is a next page
+			return events, p.cursor(last), nil
+		}
+		events = append(events, e)
+		last = k
+	}
+	return events, "", nil
+}
+
+// FetchPending returns up to limit pending events (default 100 when limit
+// <= 0) of a user ("" = all users), highest priority first, FIFO within a
+// priority. It reads the by_status (or by_user_status) index: O(limit).
+// Pending events include those waiting out a backoff or behind an earlier
+// event of their entity; Due is what the relay reads.
+func (s *Store) FetchPending(ctx context.Context, userID string, limit int) ([]*outbox.Event, error) {
+	return s.FetchByStatus(ctx, outbox.StatusPending, userID, limit)
+}
+
+// FetchByStatus returns up to limit events (default 100 when limit <= 0) in
+// status st of a user ("" = all users), highest priority first, oldest
+// first within a priority; completed events by completion time, and a
+// user's completed events by seq. It reads by_status or by_user_status:
+// O(limit); a user's completed events come from by_user, filtered: O(the
+// user's events) at worst. An invalid status fails with ErrInvalidQuery.
+func (s *Store) FetchByStatus(ctx context.Context, st outbox.Status, userID string, limit int) ([]*outbox.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if st == "" || !st.Valid() {
+		return nil, fmt.Errorf("%w: unknown status %q", ErrInvalidQuery, st)
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	var events []*outbox.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r := s.reader(tx)
+		p := planFor(r, &Query{Status: st, UserID: userID})
+		var err error
+		events, _, err = r.walk(&p, nil, limit, 0)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: fetch %s: %w", st, err)
+	}
+	return events, nil
+}
+
+// FetchByEntity returns every stored event of an entity, of one type
+// (eventType "" = all), in entity_seq order. It seeks in by_entity: O(events
+// of the entity). An empty entityID fails with ErrInvalidQuery.
+func (s *Store) FetchByEntity(ctx context.Context, entityID, eventType string) ([]*outbox.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if entityID == "" {
+		return nil, fmt.Errorf("%w: entity_id required", ErrInvalidQuery)
+	}
+	var events []*outbox.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r := s.reader(tx)
+		p := planFor(r, &Query{EntityID: entityID, Type: eventType})
+		var err error
+		events, _, err = r.walk(&p, nil, -1, 0)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: fetch entity %q: %w", entityID, err)
+	}
+	return events, nil
+}
+
+// StaleEvents returns up to limit (default 100 when limit <= 0) pending
+// events of a user ("" = all users) created longer than Options.StaleAfter
+// ago, oldest first. It walks pending_by_time (or user_pending_by_time) from
+// its start: O(limit), and exact whatever the stale sweep did.
+func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*outbox.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	cutoff := s.staleCutoff()
+	var events []*outbox.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r := s.reader(tx)
+		b, base := r.byStatus, []byte(nil)
+		if userID != "" {
+			b, base = r.byUserStatus, lenPrefixed(userID, 0)
+		}
+		m := newPendingCursor(b, base, nil, false)
+		for tk, _ := m.next(); tk != nil && bytes.Compare(tk, cutoff) < 0 && len(events) < limit; tk, _ = m.next() {
+			e, err := r.get(binary.BigEndian.Uint64(tk[8:]))
+			if err != nil {
+				return err
+			}
+			if e != nil {
+				events = append(events, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: stale events: %w", err)
+	}
+	return events, nil
+}

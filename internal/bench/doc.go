@@ -1,0 +1,26 @@
+// Package bench measures the outbox against the limits of what it is built
+// on, in one run on the machine at hand: the raw JetStream and bbolt
+// ceilings, the library's enqueue and HTTP ingest, the relay draining a
+// backlog (100k and 1M events, with peak RSS), the relay under sustained
+// load, the commit-to-ack latency at a steady rate, and a FitIQ-style poller
+// as the baseline. `relay bench` is its command; Run is the whole run.
+//
+// # Basics
+//
+// Every figure gets a fresh temporary directory (one bbolt file each) and a
+// fresh stream (a unique name, subjects "<unique prefix>.>", file storage,
+// one replica), deleted when the figure is taken. The JetStream server is
+// started by Run: in a child process when Options.ServerCommand is set (the
+// realistic setting: the relay's process holds only the relay), in-process
+// otherwise, or not at all with Options.NATSURL. Every figure uses the same
+// payload size (Options.Payload, default 256 bytes) and the relay's in-flight
+// limit (4096).
+//
+// # Caveats
+//
+// The figures are only as quiet as the machine: close other work first. The
+// ratios between figures of one run are what the targets are set on; the
+// absolute figures depend on the CPU and the disk. Peak RSS is the process's
+// (the relay's, and the server's only when it runs in-process), and counts the
+// pages of the bbolt file that the process has mapped and touched.
+package bench
