@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -22,10 +23,16 @@ type Store interface {
 	// priority, skipping those skip reports; next is when the earliest
 	// delayed event falls due (zero when none). An error stops the relay.
 	Due(ctx context.Context, now time.Time, n int, skip func(seq uint64) bool) (events []*outbox.Event, next time.Time, err error)
-	// Complete marks acked events completed, in one transaction.
-	Complete(ctx context.Context, acks []boltstore.Ack) error
-	// Fail records failed attempts, in one transaction.
-	Fail(ctx context.Context, fails []boltstore.Failure) error
+	// Record marks acked events completed and records failed attempts, in
+	// one transaction, together with the in-flight mark when it is not zero.
+	Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark time.Time) error
+	// Mark returns the in-flight mark last recorded (zero when none): every
+	// publish whose outcome was unknown when the relay stopped was sent at or
+	// after it.
+	Mark(ctx context.Context) (time.Time, error)
+	// Get returns the event with that id, or an error wrapping
+	// boltstore.ErrNotFound.
+	Get(ctx context.Context, id string) (*outbox.Event, error)
 	// Notify is signalled after commits that make events ready.
 	Notify() <-chan struct{}
 }
@@ -42,6 +49,9 @@ type Publisher interface {
 	// no attempt consumed) or publisher.ErrPermanent (fail the event now);
 	// any other error is a failed attempt. Safe for concurrent use.
 	Classify(ctx context.Context, err error) error
+	// StoredSince calls fn for every event id the stream stored from since
+	// on (used once at start to reconcile unknown outcomes).
+	StoredSince(ctx context.Context, since time.Time, fn func(publisher.Stored) error) error
 }
 
 var (
@@ -86,9 +96,16 @@ type Config struct {
 	Retry        outbox.RetryPolicy // default backoff: 1s, ×5, at most 10m
 	Jitter       float64            // randomization factor of the backoff (default 0.2)
 	DrainTimeout time.Duration      // how long Run waits for in-flight acks at shutdown (default 10s)
-	Logger       *slog.Logger
-	Observer     Observer
-	Now          func() time.Time
+	// DisableReconcile skips reading the stream back at start. Without the
+	// read-back, a relay that stopped with publishes in flight and starts
+	// again after the stream's duplicate window may publish them twice.
+	DisableReconcile bool
+	// ClockSkew widens the read-back window at start to cover a difference
+	// between this host's clock and the NATS servers' (default 2s).
+	ClockSkew time.Duration
+	Logger    *slog.Logger
+	Observer  Observer
+	Now       func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -106,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -125,11 +145,15 @@ type Relay struct {
 	cfg   Config
 	log   *slog.Logger
 
-	mu       sync.Mutex
-	inflight map[uint64]struct{}
-	paused   bool // an outage was seen: wait for Ready before publishing
+	mu         sync.Mutex
+	inflight   map[uint64]time.Time // seq → when its publish was sent (at the latest)
+	unknown    map[uint64]time.Time // seq → first publish whose outcome is unknown, until acked or failed for good
+	paused     bool                 // an outage was seen: wait for Ready before publishing
+	reconciled bool                 // the start-up read-back is done
 
 	kick chan struct{} // completer → reader: room freed or events back
+
+	reconciledCount atomic.Int64
 }
 
 // New returns a relay over store and pub.
@@ -143,7 +167,8 @@ func New(store Store, pub Publisher, cfg Config) (*Relay, error) {
 	}
 	return &Relay{
 		store: store, pub: pub, cfg: cfg, log: cfg.Logger,
-		inflight: make(map[uint64]struct{}),
+		inflight: make(map[uint64]time.Time),
+		unknown:  make(map[uint64]time.Time),
 		paused:   true, // Ready before the first publish
 		kick:     make(chan struct{}, 1),
 	}, nil
@@ -234,6 +259,20 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 			if err := r.pub.Ready(ctx); err != nil {
 				return nil // ctx ended
 			}
+			if !r.reconciled {
+				if err := r.reconcile(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					r.log.Warn("reading the stream back failed; will try again", "err", err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				r.reconciled = true
+			}
 			r.mu.Lock()
 			r.paused = false
 			r.mu.Unlock()
@@ -251,7 +290,7 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 		events, next, err := r.store.Due(ctx, now, min(room, r.cfg.BatchSize), r.isInFlight)
 		if err == nil {
 			for _, e := range events {
-				r.inflight[e.Seq] = struct{}{}
+				r.inflight[e.Seq] = now
 			}
 		}
 		r.mu.Unlock()
@@ -383,20 +422,9 @@ func (r *Relay) commit(ctx context.Context, batch []result) error {
 		}
 		outcomes = append(outcomes, o)
 	}
-	if outage {
-		r.mu.Lock()
-		r.paused = true
-		r.mu.Unlock()
-	}
-	if len(acks) > 0 {
-		if err := r.store.Complete(ctx, acks); err != nil {
-			return err
-		}
-	}
-	if len(fails) > 0 {
-		if err := r.store.Fail(ctx, fails); err != nil {
-			return err
-		}
+	mark := r.track(batch, outcomes, outage)
+	if err := r.store.Record(ctx, acks, fails, mark); err != nil {
+		return err
 	}
 	done := r.cfg.Now()
 	for _, o := range outcomes {
@@ -408,6 +436,109 @@ func (r *Relay) commit(ctx context.Context, batch []result) error {
 	}
 	return nil
 }
+
+// track notes which publishes have an unknown outcome (the stream may hold
+// them although no ack arrived) and returns the in-flight mark to record with
+// this batch: the send time of the oldest publish still in flight or still
+// unknown, or now. A restart reads the stream back from the mark.
+func (r *Relay) track(batch []result, outcomes []Outcome, outage bool) time.Time {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if outage {
+		r.paused = true
+	}
+	for i, o := range outcomes {
+		seq := o.Event.Seq
+		switch {
+		case o.Kind == Published || o.Kind == Failed:
+			delete(r.unknown, seq)
+		case !isServerAnswer(batch[i].err):
+			if _, ok := r.unknown[seq]; !ok {
+				r.unknown[seq] = batch[i].at
+			}
+		}
+	}
+	mark := now
+	for _, t := range r.inflight {
+		if t.Before(mark) {
+			mark = t
+		}
+	}
+	for _, t := range r.unknown {
+		if t.Before(mark) {
+			mark = t
+		}
+	}
+	return mark
+}
+
+// isServerAnswer reports whether err is JetStream's answer to the publish
+// (which means the message was not stored) rather than a lost or missing one.
+func isServerAnswer(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr)
+}
+
+// reconcile runs once before the first publish: it reads the stream back
+// from the recorded in-flight mark and completes every pending event the
+// stream already holds, so that an event whose ack was lost in a crash is not
+// published again — even after the stream's duplicate window, when
+// JetStream would no longer de-duplicate it. Then it records a fresh mark.
+func (r *Relay) reconcile(ctx context.Context) error {
+	mark, err := r.store.Mark(ctx)
+	if err != nil {
+		return err
+	}
+	found := 0
+	if !mark.IsZero() && !r.cfg.DisableReconcile {
+		started := time.Now()
+		var acks []boltstore.Ack
+		flush := func() error {
+			if len(acks) == 0 {
+				return nil
+			}
+			err := r.store.Record(ctx, acks, nil, time.Time{})
+			acks = acks[:0]
+			return err
+		}
+		read := 0
+		err := r.pub.StoredSince(ctx, mark.Add(-r.cfg.ClockSkew), func(s publisher.Stored) error {
+			read++
+			e, err := r.store.Get(ctx, s.ID)
+			if errors.Is(err, boltstore.ErrNotFound) {
+				return nil // not ours, or deleted
+			}
+			if err != nil {
+				return err
+			}
+			if e.Status != outbox.StatusPending {
+				return nil
+			}
+			acks = append(acks, boltstore.Ack{Seq: e.Seq, At: s.Time})
+			found++
+			r.log.Info("event found in the stream after a restart; completed without publishing again",
+				"event_id", e.ID, "type", e.Type, "attempt", e.AttemptCount+1, "stream_seq", s.StreamSeq)
+			if len(acks) >= maxCommit {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return fmt.Errorf("relay: reconcile: %w", err)
+		}
+		r.log.Info("stream read back", "since", mark, "messages", read, "completed", found, "took", time.Since(started))
+	}
+	r.reconciledCount.Add(int64(found))
+	return r.store.Record(ctx, nil, nil, r.cfg.Now())
+}
+
+// Reconciled is the number of events the start-up read-back found already
+// in the stream (and completed without publishing them again).
+func (r *Relay) Reconciled() int64 { return r.reconciledCount.Load() }
 
 func (r *Relay) logOutcome(o Outcome) {
 	attrs := []any{"event_id", o.Event.ID, "type", o.Event.Type, "attempt", o.Attempt}

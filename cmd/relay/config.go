@@ -90,6 +90,7 @@ type RelayConfig struct {
 	BatchSize    int           `yaml:"batch_size"`
 	MaxInFlight  int           `yaml:"max_in_flight"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Reconcile    *bool         `yaml:"reconcile"`
 }
 
 type RetryConfig struct {
@@ -142,6 +143,10 @@ func (c *Config) setDefaults() {
 	if c.Stream.Manage == nil {
 		t := true
 		c.Stream.Manage = &t
+	}
+	if c.Relay.Reconcile == nil {
+		t := true
+		c.Relay.Reconcile = &t
 	}
 	def(&c.Stream.Source, outbox.DefaultSource)
 	def(&c.HTTP.Addr, "127.0.0.1:7070")

@@ -107,7 +107,7 @@ func TestConfigExampleIsValidAndComplete(t *testing.T) {
 	if *c.Retention.Completed != *def.Retention.Completed || c.Retention.Interval != def.Retention.Interval || len(c.EventTypes) != 0 {
 		t.Errorf("config.example.yaml: retention %v/%v, event_types %v differ from the defaults", *c.Retention.Completed, c.Retention.Interval, c.EventTypes)
 	}
-	if c.Store != def.Store || c.HTTP != def.HTTP || c.Relay != def.Relay || c.Log != def.Log ||
+	if c.Store != def.Store || c.HTTP != def.HTTP || c.Relay.BatchSize != def.Relay.BatchSize || c.Relay.MaxInFlight != def.Relay.MaxInFlight || c.Relay.DrainTimeout != def.Relay.DrainTimeout || *c.Relay.Reconcile != *def.Relay.Reconcile || c.Log != def.Log ||
 		c.Stream.Name != def.Stream.Name || c.Stream.DuplicateWindow != def.Stream.DuplicateWindow ||
 		c.Retry.InitialInterval != def.Retry.InitialInterval || c.Retry.MaxAttempts != def.Retry.MaxAttempts ||
 		c.NATS.EmbeddedAddr != def.NATS.EmbeddedAddr || c.NATS.PublishTimeout != def.NATS.PublishTimeout {

@@ -82,13 +82,14 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 	m := metrics.New(metrics.Options{Store: store, Connected: pub.Connected})
 	rl, err := relay.New(store, pub, relay.Config{
-		BatchSize:    cfg.Relay.BatchSize,
-		MaxInFlight:  cfg.Relay.MaxInFlight,
-		Retry:        retry,
-		Jitter:       *cfg.Retry.Jitter,
-		DrainTimeout: cfg.Relay.DrainTimeout,
-		Logger:       log,
-		Observer:     m.Observe,
+		BatchSize:        cfg.Relay.BatchSize,
+		MaxInFlight:      cfg.Relay.MaxInFlight,
+		Retry:            retry,
+		Jitter:           *cfg.Retry.Jitter,
+		DrainTimeout:     cfg.Relay.DrainTimeout,
+		DisableReconcile: !*cfg.Relay.Reconcile,
+		Logger:           log,
+		Observer:         m.Observe,
 	})
 	if err != nil {
 		return err
