@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -200,7 +201,9 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Result, error)
 	}
 	defer srv.stop()
 	r.srv = srv
-	r.note("server: %s; payload %d B; relay in-flight limit %d", srv.desc, opts.Payload, maxInFlight)
+	gogc := debug.SetGCPercent(100) // read it: there is no getter
+	debug.SetGCPercent(gogc)
+	r.note("server: %s; payload %d B; relay in-flight limit %d; GOGC %d", srv.desc, opts.Payload, maxInFlight, gogc)
 	if err := r.connectAdmin(); err != nil {
 		return nil, err
 	}

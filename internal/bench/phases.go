@@ -289,7 +289,7 @@ func (r *runner) enqueue(ctx context.Context) error {
 		return err
 	}
 	r.res.Enqueue = float64(n) / time.Since(start).Seconds()
-	r.note("enqueue: %d events (own entity each, 100 users) from %d goroutines, Store.Enqueue with the store's defaults (MaxBatchSize 1000, MaxBatchDelay 2ms)", n, producers)
+	r.note("enqueue: %d events (own entity each, 100 users) from %d goroutines, Store.Enqueue with the store's defaults (MaxBatchSize 64, MaxBatchDelay 1ms)", n, producers)
 	return nil
 }
 
