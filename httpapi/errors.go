@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -56,6 +57,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, boltstore.ErrBadCursor):
 		return http.StatusBadRequest, "invalid cursor: " + err.Error()
+	case errors.Is(err, syscall.ENOSPC):
+		return http.StatusInsufficientStorage, "store full: no space left on the relay's disk; nothing of this request was stored (set store.max_bytes to refuse earlier with 503)"
 	case errors.Is(err, boltstore.ErrInvalidQuery):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, boltstore.ErrWrongStatus), errors.Is(err, boltstore.ErrNotHead):

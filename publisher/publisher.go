@@ -122,6 +122,8 @@ type Publisher struct {
 	ready     bool
 	lastProbe time.Time
 	probeErr  error
+	lastPing  time.Time
+	pingErr   error
 }
 
 // Connect dials NATS and returns at once: the connection is (re)established in
@@ -139,6 +141,10 @@ func Connect(cfg Config) (*Publisher, error) {
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.RetryOnFailedConnect(true),
 		nats.IgnoreAuthErrorAbort(),
+		// Notice a silently cut network in seconds, not nats.go's 2 minutes:
+		// until then publishes time out on a "connected" connection.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed it
 				p.log.Warn("nats disconnected", "err", err)
@@ -319,7 +325,9 @@ func (p *Publisher) Classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, context.DeadlineExceeded):
-		if !p.nc.IsConnected() {
+		// A cut network leaves the connection "connected" until pings fail:
+		// a timeout counts as an attempt only when the server answers a ping.
+		if !p.nc.IsConnected() || p.pingProbe() != nil {
 			return unavailable()
 		}
 		return err
@@ -344,6 +352,23 @@ func (p *Publisher) Classify(ctx context.Context, err error) error {
 			return unavailable()
 		}
 	}
+	return err
+}
+
+// pingProbe asks the server for a round trip (at most every 250ms, shared
+// by a burst of timeouts).
+func (p *Publisher) pingProbe() error {
+	p.mu.Lock()
+	if time.Since(p.lastPing) < 250*time.Millisecond {
+		err := p.pingErr
+		p.mu.Unlock()
+		return err
+	}
+	p.mu.Unlock()
+	err := p.nc.FlushTimeout(time.Second)
+	p.mu.Lock()
+	p.lastPing, p.pingErr = time.Now(), err
+	p.mu.Unlock()
 	return err
 }
 

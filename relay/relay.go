@@ -221,9 +221,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); r.wait(bg, futures, results) }()
 	errc := make(chan error, 1)
-	go func() { defer wg.Done(); errc <- r.complete(bg, results) }()
+	// A store that cannot record outcomes (a full disk, a broken file) stops
+	// the reader: publishing what can never be completed would republish the
+	// same events in a loop.
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	go func() {
+		defer wg.Done()
+		err := r.complete(bg, results, stopRead)
+		errc <- err
+	}()
 
-	err := r.read(ctx, futures, results)
+	err := r.read(readCtx, futures, results)
 	close(futures)
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
@@ -351,7 +360,7 @@ func (r *Relay) wait(ctx context.Context, futures <-chan sent, results chan<- re
 const maxCommit = 2048 // outcomes per transaction
 
 // complete records outcomes in batched transactions.
-func (r *Relay) complete(ctx context.Context, results <-chan result) error {
+func (r *Relay) complete(ctx context.Context, results <-chan result, stopRead context.CancelFunc) error {
 	batch := make([]result, 0, maxCommit)
 	var storeErr error
 	for res := range results {
@@ -374,7 +383,8 @@ func (r *Relay) complete(ctx context.Context, results <-chan result) error {
 		}
 		if err := r.commit(ctx, batch); err != nil {
 			storeErr = err
-			r.log.Error("recording publish outcomes failed; events stay pending", "err", err)
+			stopRead()
+			r.log.Error("recording publish outcomes failed; the relay stops, events stay pending", "err", err)
 		}
 		r.release(batch)
 	}

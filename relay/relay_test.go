@@ -2,10 +2,13 @@ package relay_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,5 +372,78 @@ func TestRelaySurvivesNATSRestart(t *testing.T) {
 	}
 	if st := h.stats(); st.Pending != 0 || st.Failed != 0 || st.Processing != 0 {
 		t.Errorf("stats after drain: %+v", st)
+	}
+}
+
+// failingStore is the real store whose Record starts failing, as on a full
+// disk.
+type failingStore struct {
+	*boltstore.Store
+	mu    sync.Mutex
+	calls int
+	after int
+}
+
+func (f *failingStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark time.Time) error {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.mu.Unlock()
+	if n > f.after {
+		return errors.New("write /data/outbox.db: no space left on device")
+	}
+	return f.Store.Record(ctx, acks, fails, mark)
+}
+
+type countingPublisher struct {
+	*publisher.Publisher
+	n atomic.Int64
+}
+
+func (c *countingPublisher) PublishAsync(e *outbox.Event, attempt int) (jetstream.PubAckFuture, error) {
+	c.n.Add(1)
+	return c.Publisher.PublishAsync(e, attempt)
+}
+
+func TestRelayStopsWhenTheStoreCannotRecord(t *testing.T) {
+	ns := natstest.Start(t)
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "outbox.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var evs []*outbox.Event
+	for range 5000 {
+		evs = append(evs, &outbox.Event{Type: "disk.full"})
+	}
+	if _, err := store.Enqueue(context.Background(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := publisher.Connect(publisher.Config{URL: ns.URL(), SubjectPrefix: "t", Stream: publisher.StreamConfig{Manage: true, Name: stream}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	cp := &countingPublisher{Publisher: pub}
+	// Record #1 is the start-up mark; the second one fails.
+	r, err := relay.New(&failingStore{Store: store, after: 1}, cp, relay.Config{BatchSize: 100, MaxInFlight: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("Run returned %v, want the store's error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the relay kept running with a store that cannot record (%d publishes)", cp.n.Load())
+	}
+	if n := cp.n.Load(); n > 400 {
+		t.Errorf("%d publishes after the store failed: it must stop publishing, not loop", n)
+	}
+	if st, _ := store.Stats(context.Background()); st.Pending != 5000 {
+		t.Errorf("pending %d, want all 5000 still pending", st.Pending)
 	}
 }
