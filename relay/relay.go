@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -152,8 +151,6 @@ type Relay struct {
 	reconciled bool                 // the start-up read-back is done
 
 	kick chan struct{} // completer → reader: room freed or events back
-
-	reconciledCount atomic.Int64
 }
 
 // New returns a relay over store and pub.
@@ -542,13 +539,8 @@ func (r *Relay) reconcile(ctx context.Context) error {
 		}
 		r.log.Info("stream read back", "since", mark, "messages", read, "completed", found, "took", time.Since(started))
 	}
-	r.reconciledCount.Add(int64(found))
 	return r.store.Record(ctx, nil, nil, r.cfg.Now())
 }
-
-// Reconciled is the number of events the start-up read-back found already
-// in the stream (and completed without publishing them again).
-func (r *Relay) Reconciled() int64 { return r.reconciledCount.Load() }
 
 func (r *Relay) logOutcome(o Outcome) {
 	attrs := []any{"event_id", o.Event.ID, "type", o.Event.Type, "attempt", o.Attempt}
