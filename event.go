@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -44,14 +43,8 @@ const (
 	ContentTypeBinary = "application/octet-stream"
 )
 
-// Limits of an event, enforced by Validate.
-const (
-	MaxTypeLen     = 128
-	MaxIDFieldLen  = 256 // entity_id and user_id, in bytes
-	MaxPriority    = 9
-	DefaultPayload = 1 << 20 // default payload limit: 1 MiB
-	maxErrorLen    = 4096
-)
+// MaxAttemptsLimit is the most max_attempts an event may ask for.
+const MaxAttemptsLimit = 1000
 
 // RetryPolicy is an exponential backoff: the n-th retry waits
 // InitialInterval * Multiplier^(n-1), at most MaxInterval. Jitter is not part
@@ -92,17 +85,28 @@ func (p *RetryPolicy) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Validate checks that the policy makes sense.
+// Validate checks that the policy makes sense and that every backoff it
+// gives can be computed with: intervals up to MaxRetryInterval, a multiplier
+// from 1 to MaxRetryMultiplier. It is the one owner of these rules: the
+// daemon's retry configuration and the handlers' policies call it too.
 func (p RetryPolicy) Validate() error {
 	switch {
-	case p.InitialInterval <= 0:
-		return invalid("retry.initial_interval", "must be positive, got %s", p.InitialInterval)
-	case p.MaxInterval < p.InitialInterval:
-		return invalid("retry.max_interval", "must be at least initial_interval (%s), got %s", p.InitialInterval, p.MaxInterval)
-	case p.Multiplier < 1:
-		return invalid("retry.multiplier", "must be at least 1, got %g", p.Multiplier)
+	case p.InitialInterval <= 0 || p.InitialInterval > MaxRetryInterval:
+		return invalid("retry.initial_interval", "must be positive and at most %s, got %s", fmtDuration(MaxRetryInterval), p.InitialInterval)
+	case p.MaxInterval < p.InitialInterval || p.MaxInterval > MaxRetryInterval:
+		return invalid("retry.max_interval", "must be from initial_interval (%s) to %s, got %s", p.InitialInterval, fmtDuration(MaxRetryInterval), p.MaxInterval)
+	case !(p.Multiplier >= 1 && p.Multiplier <= MaxRetryMultiplier): // NaN fails too
+		return invalid("retry.multiplier", "must be from 1 to %d, got %g", MaxRetryMultiplier, p.Multiplier)
 	}
 	return nil
+}
+
+// fmtDuration writes whole hours as "168h" rather than "168h0m0s".
+func fmtDuration(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }
 
 // Event is one change that must reach the backend. The fields up to Payload
@@ -136,6 +140,27 @@ type Event struct {
 type Options struct {
 	MaxAttempts int // default max_attempts; 5 when zero
 	MaxPayload  int // payload limit in bytes; DefaultPayload when zero
+	// MaxMessage is the most WireSize (headers and payload) an event may
+	// have: MessageLimit of the broker's max_payload. Zero means
+	// MessageLimit(DefaultMaxMessage), the safe assumption before the
+	// broker has told its own; negative means no limit.
+	MaxMessage int
+	// Now is the clock that bounds created_at (default time.Now).
+	Now func() time.Time
+}
+
+func (o Options) maxMessage() int {
+	if o.MaxMessage == 0 {
+		return MessageLimit(DefaultMaxMessage)
+	}
+	return o.MaxMessage
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
 }
 
 func (o Options) maxAttempts() int {
@@ -172,7 +197,8 @@ func (e *Event) Prepare(o Options) error {
 }
 
 // Validate checks the fields an application sets, naming the first bad one.
-// A valid id is rewritten in canonical form.
+// A valid id is rewritten in canonical form and metadata compacted; nothing
+// else is changed: what is stored is what is published, byte for byte.
 func (e *Event) Validate(o Options) error {
 	if e.ID != "" {
 		u, err := uuid.Parse(e.ID)
@@ -184,62 +210,74 @@ func (e *Event) Validate(o Options) error {
 	if err := ValidateType(e.Type); err != nil {
 		return err
 	}
-	if err := validateOpaque("entity_id", e.EntityID); err != nil {
+	if err := ValidateIdentifier("entity_id", e.EntityID); err != nil {
 		return err
 	}
-	if err := validateOpaque("user_id", e.UserID); err != nil {
+	if err := ValidateIdentifier("user_id", e.UserID); err != nil {
 		return err
 	}
 	if e.Priority < 0 || e.Priority > MaxPriority {
 		return invalid("priority", "must be 0..%d, got %d", MaxPriority, e.Priority)
 	}
-	if e.MaxAttempts < 1 {
-		return invalid("max_attempts", "must be at least 1, got %d", e.MaxAttempts)
+	if e.MaxAttempts < 1 || e.MaxAttempts > MaxAttemptsLimit {
+		return invalid("max_attempts", "must be 1..%d, got %d", MaxAttemptsLimit, e.MaxAttempts)
 	}
-	if m := bytes.TrimSpace(e.Metadata); len(m) == 0 || bytes.Equal(m, []byte("null")) {
-		e.Metadata = nil // absent
+	if err := e.validateMetadata(); err != nil {
+		return err
 	}
-	if len(e.Metadata) > 0 {
-		m := bytes.TrimSpace(e.Metadata)
-		if len(m) == 0 || m[0] != '{' || !json.Valid(m) {
-			return invalid("metadata", "must be a JSON object")
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, m); err != nil {
-			return invalid("metadata", "must be a JSON object")
-		}
-		e.Metadata = buf.Bytes() // one line: it travels in a header
+	if err := validateContentType(e.ContentType); err != nil {
+		return err
 	}
-	if len(e.ContentType) > 256 || strings.ContainsAny(e.ContentType, "\r\n") {
-		return invalid("content_type", "must be a single line of at most 256 bytes")
-	}
-	if lim := o.maxPayload(); len(e.Payload) > lim {
-		v := invalid("payload", "%d bytes, over the limit of %d", len(e.Payload), lim)
-		v.tooLarge = true
-		return v
+	if err := validateCreatedAt(e.CreatedAt, o.now()); err != nil {
+		return err
 	}
 	if e.Retry != nil {
 		if err := e.Retry.Validate(); err != nil {
 			return err
 		}
 	}
+	if lim := o.maxPayload(); len(e.Payload) > lim {
+		v := invalid("payload", "%d bytes, over the limit of %d", len(e.Payload), lim)
+		v.tooLarge = true
+		return v
+	}
+	if lim := o.maxMessage(); lim >= 0 && e.WireSize() > lim {
+		field := "payload"
+		if len(e.Metadata) > len(e.Payload) {
+			field = "metadata"
+		}
+		v := invalid(field, "the event's message would be up to %d bytes with its headers, over the broker's limit of %d", e.WireSize(), lim)
+		v.tooLarge = true
+		return v
+	}
 	return nil
 }
 
-// validateOpaque checks entity_id and user_id: opaque UTF-8 strings of at
-// most 256 bytes with no control characters (they travel in NATS headers).
-func validateOpaque(field, v string) error {
-	if len(v) > MaxIDFieldLen {
-		return invalid(field, "%d bytes, at most %d", len(v), MaxIDFieldLen)
+// validateMetadata checks that metadata is absent or a JSON object of valid
+// UTF-8, at most MaxMetadataLen bytes once compacted onto one line (it
+// travels in a header).
+func (e *Event) validateMetadata() error {
+	m := bytes.TrimSpace(e.Metadata)
+	if len(m) == 0 || bytes.Equal(m, []byte("null")) {
+		e.Metadata = nil // absent
+		return nil
 	}
-	if !utf8.ValidString(v) {
-		return invalid(field, "not valid UTF-8")
+	if !utf8.Valid(m) {
+		return invalid("metadata", "not valid UTF-8")
 	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return invalid(field, "control character %U not allowed", r)
-		}
+	if m[0] != '{' || !json.Valid(m) {
+		return invalid("metadata", "must be a JSON object")
 	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, m); err != nil {
+		return invalid("metadata", "must be a JSON object")
+	}
+	if buf.Len() > MaxMetadataLen {
+		v := invalid("metadata", "%d bytes, over the limit of %d", buf.Len(), MaxMetadataLen)
+		v.tooLarge = true
+		return v
+	}
+	e.Metadata = buf.Bytes() // one line: it travels in a header
 	return nil
 }
 
@@ -292,17 +330,32 @@ func retryEqual(a, b *RetryPolicy) bool {
 	return *a == *b
 }
 
+// jsonEqual compares two JSON values as values: key order and white space do
+// not count; numbers are compared as written, never as float64 (which would
+// make 12345678901234567890 equal 12345678901234567891).
 func jsonEqual(a, b json.RawMessage) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return len(a) == len(b)
 	}
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+	x, errX := CanonicalJSON(a)
+	y, errY := CanonicalJSON(b)
+	if errX != nil || errY != nil {
 		return bytes.Equal(a, b)
 	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb)
+	return bytes.Equal(x, y)
+}
+
+// CanonicalJSON re-encodes a JSON value with sorted keys and no white space,
+// keeping numbers as written: two values are equal as JSON when their
+// canonical forms are equal bytes.
+func CanonicalJSON(b []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
 
 // TruncateError shortens an error text for LastError so that a pathological
@@ -334,10 +387,11 @@ func IsJSONContentType(ct string) bool {
 }
 
 // MarshalJSON writes the payload as "payload" (a JSON value) when its content
-// type is JSON and it is valid JSON, and as "payload_base64" otherwise.
+// type is JSON and it is valid JSON in valid UTF-8, and as "payload_base64"
+// otherwise, so that the answer is always valid JSON.
 func (e Event) MarshalJSON() ([]byte, error) {
 	j := eventJSON{eventAlias: eventAlias(e)}
-	if IsJSONContentType(e.ContentType) && json.Valid(e.Payload) {
+	if IsJSONContentType(e.ContentType) && utf8.Valid(e.Payload) && json.Valid(e.Payload) {
 		j.PayloadJSON = e.Payload
 	} else if len(e.Payload) > 0 {
 		s := base64.StdEncoding.EncodeToString(e.Payload)

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,37 @@ func TestValidateNamesTheField(t *testing.T) {
 			e.Retry = &outbox.RetryPolicy{InitialInterval: 0, MaxInterval: 1, Multiplier: 2}
 		}, "retry.initial_interval", false},
 		{"content type newline", func(e *outbox.Event) { e.ContentType = "a\nb" }, "content_type", false},
+		// Issue 9: what NATS or JSON would alter is refused, not stored.
+		{"entity leading space", func(e *outbox.Event) { e.EntityID = " A" }, "entity_id", false},
+		{"entity trailing space", func(e *outbox.Event) { e.EntityID = "A " }, "entity_id", false},
+		{"entity trailing tab", func(e *outbox.Event) { e.EntityID = "A\t" }, "entity_id", false},
+		{"user leading nbsp", func(e *outbox.Event) { e.UserID = "\u00a0u" }, "user_id", false},
+		{"entity bad utf8", func(e *outbox.Event) { e.EntityID = "a\xffb" }, "entity_id", false},
+		{"content type NUL", func(e *outbox.Event) { e.ContentType = "application/json\x00" }, "content_type", false},
+		{"content type non-ASCII", func(e *outbox.Event) { e.ContentType = "text/plain; charset=\u00e9" }, "content_type", false},
+		{"content type edge space", func(e *outbox.Event) { e.ContentType = " text/plain" }, "content_type", false},
+		{"content type too long", func(e *outbox.Event) { e.ContentType = strings.Repeat("a", 257) }, "content_type", false},
+		{"metadata bad utf8", func(e *outbox.Event) { e.Metadata = json.RawMessage("{\"a\":\"\xff\"}") }, "metadata", false},
+		{"metadata too large", func(e *outbox.Event) {
+			e.Metadata = json.RawMessage(`{"a":"` + strings.Repeat("x", outbox.MaxMetadataLen) + `"}`)
+		}, "metadata", true},
+		{"max attempts over the limit", func(e *outbox.Event) { e.MaxAttempts = outbox.MaxAttemptsLimit + 1 }, "max_attempts", false},
+		// Issue 9 row 1: a retry interval past year 2262 once added to now.
+		{"retry initial past the bound", func(e *outbox.Event) {
+			e.Retry = &outbox.RetryPolicy{InitialInterval: 2200000 * time.Hour, MaxInterval: 2200000 * time.Hour, Multiplier: 2}
+		}, "retry.initial_interval", false},
+		{"retry max past the bound", func(e *outbox.Event) {
+			e.Retry = &outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: outbox.MaxRetryInterval + 1, Multiplier: 2}
+		}, "retry.max_interval", false},
+		{"retry multiplier NaN", func(e *outbox.Event) {
+			e.Retry = &outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: math.NaN()}
+		}, "retry.multiplier", false},
+		{"retry multiplier huge", func(e *outbox.Event) {
+			e.Retry = &outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 1e300}
+		}, "retry.multiplier", false},
+		// Issue 9 row 9: a client's created_at is bounded.
+		{"created_at in 1700", func(e *outbox.Event) { e.CreatedAt = time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC) }, "created_at", false},
+		{"created_at next week", func(e *outbox.Event) { e.CreatedAt = time.Now().Add(7 * 24 * time.Hour) }, "created_at", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,5 +224,93 @@ func TestSameContent(t *testing.T) {
 	b.Payload = []byte("q")
 	if a.SameContent(&b) {
 		t.Error("different payload reported same")
+	}
+	// Numbers are compared as written, not as float64 (issue 9 row 15).
+	c, d := *a, *a
+	c.Metadata = json.RawMessage(`{"n":12345678901234567890}`)
+	d.Metadata = json.RawMessage(`{"n":12345678901234567891}`)
+	if c.SameContent(&d) {
+		t.Error("metadata with different big numbers reported same")
+	}
+}
+
+// TestMessageLimit: an event whose headers and payload together exceed the
+// broker's limit is refused with 413's sentinel, naming the field that makes
+// it large (issue 9 rows 2 and 3); one within it is accepted.
+func TestMessageLimit(t *testing.T) {
+	lim := outbox.MessageLimit(outbox.DefaultMaxMessage)
+	base := func() outbox.Event { return outbox.Event{Type: "t", EntityID: "e", UserID: "u", MaxAttempts: 5} }
+	tests := []struct {
+		name  string
+		edit  func(*outbox.Event)
+		field string // "" = accepted
+	}{
+		{"small", func(e *outbox.Event) { e.Payload = []byte("x") }, ""},
+		{"payload at the default limit", func(e *outbox.Event) { e.Payload = make([]byte, outbox.DefaultPayload) }, "payload"},
+		{"payload just fits", func(e *outbox.Event) { e.Payload = make([]byte, lim-outbox.HeaderAllowance-3) }, ""},
+		{"payload plus metadata over", func(e *outbox.Event) {
+			e.Metadata = json.RawMessage(`{"a":"` + strings.Repeat("m", 60<<10) + `"}`)
+			e.Payload = make([]byte, lim-outbox.HeaderAllowance-(30<<10))
+		}, "payload"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := base()
+			tt.edit(&e)
+			err := e.Validate(outbox.Options{MaxPayload: 4 << 20})
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ve *outbox.ValidationError
+			if !errors.As(err, &ve) || ve.Field != tt.field || !errors.Is(err, outbox.ErrPayloadTooLarge) {
+				t.Fatalf("err = %v, want a too-large error naming %s", err, tt.field)
+			}
+		})
+	}
+	// A broker that told a larger limit admits more; a negative limit none.
+	e := base()
+	e.Payload = make([]byte, 2<<20)
+	if err := e.Validate(outbox.Options{MaxPayload: 4 << 20, MaxMessage: outbox.MessageLimit(4 << 20)}); err != nil {
+		t.Errorf("2 MiB under a 4 MiB broker: %v", err)
+	}
+	if err := e.Validate(outbox.Options{MaxPayload: 4 << 20, MaxMessage: -1}); err != nil {
+		t.Errorf("no message limit: %v", err)
+	}
+}
+
+// TestWireSizeBoundsTheMessage: WireSize is never below what NATS counts for
+// the message (headers block and body), for events at the bounds of every
+// field, whatever the relay's retry policy and a source of MaxSourceLen.
+func TestWireSizeBoundsTheMessage(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("z", n) }
+	e := &outbox.Event{
+		ID: uuid.NewString(), Type: long(outbox.MaxTypeLen), EntityID: long(outbox.MaxIDFieldLen),
+		UserID: long(outbox.MaxIDFieldLen), Priority: 9, IsNewRecord: true, MaxAttempts: outbox.MaxAttemptsLimit,
+		Metadata: json.RawMessage(`{"k":"` + long(100) + `"}`), Payload: []byte("body"), ContentType: long(outbox.MaxContentTypeLen),
+		EntitySeq: math.MaxUint64, CreatedAt: time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", -3600)),
+		Retry: &outbox.RetryPolicy{InitialInterval: outbox.MaxRetryInterval - 1, MaxInterval: outbox.MaxRetryInterval - 1, Multiplier: 1.0000000000000002},
+	}
+	m := e.Message("prefix", long(outbox.MaxSourceLen), math.MaxInt32, nil)
+	n := len("NATS/1.0\r\n") + len("\r\n") + len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	if n > e.WireSize() {
+		t.Errorf("message is %d bytes, WireSize says at most %d", n, e.WireSize())
+	}
+}
+
+// TestMarshalInvalidUTF8Payload: a JSON-typed payload that is not valid
+// UTF-8 is served as payload_base64, so the answer stays valid JSON.
+func TestMarshalInvalidUTF8Payload(t *testing.T) {
+	e := outbox.Event{Type: "t", ContentType: outbox.ContentTypeJSON, Payload: []byte("\"\xff\"")}
+	b, err := json.Marshal(e)
+	if err != nil || !json.Valid(b) || !strings.Contains(string(b), `"payload_base64"`) {
+		t.Errorf("marshalled as %q (%v)", b, err)
 	}
 }
