@@ -3,8 +3,11 @@ package outbox
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,6 +30,11 @@ const (
 	StatusCompleted  Status = "completed"
 	StatusFailed     Status = "failed"
 )
+
+// StatusRemoved is never stored: it is what the store reports for an event
+// re-enqueued with the id of one it removed (by retention, on ack, or by an
+// operator) within its idempotency window. Nothing is stored again.
+const StatusRemoved Status = "removed"
 
 // Valid reports whether s is one of the four statuses.
 func (s Status) Valid() bool {
@@ -125,10 +133,16 @@ type Event struct {
 	ContentType string          `json:"content_type"`
 	Retry       *RetryPolicy    `json:"retry,omitempty"`
 
-	Status        Status    `json:"status"`
-	EntitySeq     uint64    `json:"entity_seq"` // 1, 2, 3, ... per entity_id; 0 without one
-	Seq           uint64    `json:"seq"`        // the store's global sequence
-	CreatedAt     time.Time `json:"created_at"`
+	Status    Status `json:"status"`
+	EntitySeq uint64 `json:"entity_seq"` // 1, 2, 3, ... per entity_id; 0 without one
+	Seq       uint64 `json:"seq"`        // the store's global sequence
+	// CreatedAt is when the application says the event happened (ce-time):
+	// kept as given (bounded by Validate), the store's clock when not.
+	CreatedAt time.Time `json:"created_at"`
+	// AcceptedAt is when the store accepted the event, by its own clock:
+	// staleness, admission by age and the pending order use it, so that no
+	// client's clock steers them.
+	AcceptedAt    time.Time `json:"accepted_at"`
 	LastAttemptAt time.Time `json:"last_attempt_at,omitzero"`
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	CompletedAt   time.Time `json:"completed_at,omitzero"`
@@ -359,12 +373,20 @@ func CanonicalJSON(b []byte) ([]byte, error) {
 }
 
 // TruncateError shortens an error text for LastError so that a pathological
-// error cannot bloat the store.
+// error cannot bloat the store: at most MaxErrorLen bytes of valid UTF-8 (an
+// invalid byte becomes U+FFFD), cut on a character boundary and ending in "…"
+// when cut.
 func TruncateError(s string) string {
-	if len(s) <= maxErrorLen {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxErrorLen {
 		return s
 	}
-	return s[:maxErrorLen] + "…"
+	const ellipsis = "…"
+	cut := MaxErrorLen - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 // eventJSON is Event's JSON form with the payload spelled out.
@@ -397,7 +419,15 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		s := base64.StdEncoding.EncodeToString(e.Payload)
 		j.PayloadBase64 = &s
 	}
-	return json.Marshal(j)
+	// No HTML escaping: a JSON payload is written as it is stored. (An
+	// encoder that escapes HTML around this one still does it again.)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads "payload" (any JSON value, kept as its JSON bytes, with
@@ -432,4 +462,50 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// ContentHash is a 64-bit digest of the content SameContent compares: events
+// with the same content have the same hash. The store keeps it for the ids of
+// removed events, to tell a harmless re-post from a conflicting one.
+func (e *Event) ContentHash() uint64 {
+	h := fnv.New64a()
+	var n [8]byte
+	put := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	num := func(v uint64) {
+		binary.BigEndian.PutUint64(n[:], v)
+		h.Write(n[:])
+	}
+	put([]byte(e.ID))
+	put([]byte(e.Type))
+	put([]byte(e.EntityID))
+	put([]byte(e.UserID))
+	num(uint64(e.Priority))
+	if e.IsNewRecord {
+		num(1)
+	} else {
+		num(0)
+	}
+	num(uint64(e.MaxAttempts))
+	meta := []byte(e.Metadata)
+	if len(meta) > 0 {
+		if c, err := CanonicalJSON(meta); err == nil {
+			meta = c
+		}
+	}
+	put(meta)
+	put(e.Payload)
+	put([]byte(e.ContentType))
+	if r := e.Retry; r != nil {
+		num(1)
+		num(uint64(r.InitialInterval))
+		num(uint64(r.MaxInterval))
+		num(math.Float64bits(r.Multiplier))
+	} else {
+		num(0)
+	}
+	return h.Sum64()
 }

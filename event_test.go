@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/google/uuid"
@@ -249,8 +250,8 @@ func TestMessageLimit(t *testing.T) {
 		{"payload at the default limit", func(e *outbox.Event) { e.Payload = make([]byte, outbox.DefaultPayload) }, "payload"},
 		{"payload just fits", func(e *outbox.Event) { e.Payload = make([]byte, lim-outbox.HeaderAllowance-3) }, ""},
 		{"payload plus metadata over", func(e *outbox.Event) {
-			e.Metadata = json.RawMessage(`{"a":"` + strings.Repeat("m", 60<<10) + `"}`)
-			e.Payload = make([]byte, lim-outbox.HeaderAllowance-(30<<10))
+			e.Metadata = json.RawMessage(`{"a":"` + strings.Repeat("m", 30<<10) + `"}`)
+			e.Payload = make([]byte, lim-outbox.HeaderAllowance-(20<<10))
 		}, "payload"},
 	}
 	for _, tt := range tests {
@@ -289,8 +290,8 @@ func TestWireSizeBoundsTheMessage(t *testing.T) {
 	e := &outbox.Event{
 		ID: uuid.NewString(), Type: long(outbox.MaxTypeLen), EntityID: long(outbox.MaxIDFieldLen),
 		UserID: long(outbox.MaxIDFieldLen), Priority: 9, IsNewRecord: true, MaxAttempts: outbox.MaxAttemptsLimit,
-		Metadata: json.RawMessage(`{"k":"` + long(100) + `"}`), Payload: []byte("body"), ContentType: long(outbox.MaxContentTypeLen),
-		EntitySeq: math.MaxUint64, CreatedAt: time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", -3600)),
+		Metadata: json.RawMessage(`{"k":"` + long(outbox.MaxMetadataLen-8) + `"}`), Payload: []byte("body"), ContentType: long(outbox.MaxContentTypeLen),
+		EntitySeq: math.MaxUint64, CreatedAt: time.Now().Add(-time.Hour).Truncate(time.Second).Add(999999999).In(time.FixedZone("x", -3600)),
 		Retry: &outbox.RetryPolicy{InitialInterval: outbox.MaxRetryInterval - 1, MaxInterval: outbox.MaxRetryInterval - 1, Multiplier: 1.0000000000000002},
 	}
 	m := e.Message("prefix", long(outbox.MaxSourceLen), math.MaxInt32, nil)
@@ -300,8 +301,34 @@ func TestWireSizeBoundsTheMessage(t *testing.T) {
 			n += len(k) + len(": ") + len(v) + len("\r\n")
 		}
 	}
+	if err := e.Validate(outbox.Options{}); err != nil {
+		t.Fatalf("the event at every bound is not valid: %v", err)
+	}
 	if n > e.WireSize() {
 		t.Errorf("message is %d bytes, WireSize says at most %d", n, e.WireSize())
+	}
+	// JetStream refuses a header block over 65,535 bytes (10097): the
+	// largest valid event's block leaves room for a dead letter's headers.
+	if block := n - len(m.Data); block > outbox.MaxHeaderBlock-outbox.DeadLetterReserve {
+		t.Errorf("header block of %d bytes, over %d - %d", block, outbox.MaxHeaderBlock, outbox.DeadLetterReserve)
+	}
+}
+
+// TestTruncateError: at most MaxErrorLen bytes of valid UTF-8, cut on a
+// character boundary (an error text is served as JSON and sent in headers).
+func TestTruncateError(t *testing.T) {
+	for _, in := range []string{
+		"short", strings.Repeat("x", outbox.MaxErrorLen), strings.Repeat("x", outbox.MaxErrorLen+1),
+		strings.Repeat("é", outbox.MaxErrorLen), strings.Repeat("\xff", outbox.MaxErrorLen*2), "a\xffb",
+		strings.Repeat("x", outbox.MaxErrorLen-2) + "€€",
+	} {
+		got := outbox.TruncateError(in)
+		if len(got) > outbox.MaxErrorLen || !utf8.ValidString(got) {
+			t.Errorf("TruncateError(%d bytes) = %d bytes, valid UTF-8 %v", len(in), len(got), utf8.ValidString(got))
+		}
+		if len(in) <= outbox.MaxErrorLen && utf8.ValidString(in) && got != in {
+			t.Errorf("a short valid text was changed")
+		}
 	}
 }
 
@@ -312,5 +339,20 @@ func TestMarshalInvalidUTF8Payload(t *testing.T) {
 	b, err := json.Marshal(e)
 	if err != nil || !json.Valid(b) || !strings.Contains(string(b), `"payload_base64"`) {
 		t.Errorf("marshalled as %q (%v)", b, err)
+	}
+}
+
+// TestMarshalKeepsPayloadBytes: a JSON payload is written as stored, with no
+// HTML escaping ("&" came back as "\u0026" in the API's answers; found by
+// FuzzPostEvent). An encoder that escapes HTML around the event still does.
+func TestMarshalKeepsPayloadBytes(t *testing.T) {
+	e := outbox.Event{Type: "t", ContentType: outbox.ContentTypeJSON, Payload: []byte(`{"q":"a&b<c>"}`)}
+	raw, err := e.MarshalJSON()
+	if err != nil || !strings.Contains(string(raw), `"payload":{"q":"a&b<c>"}`) {
+		t.Fatalf("MarshalJSON escaped the payload: %s (%v)", raw, err)
+	}
+	var back outbox.Event
+	if err := json.Unmarshal(raw, &back); err != nil || string(back.Payload) != string(e.Payload) {
+		t.Errorf("payload came back as %s (%v)", back.Payload, err)
 	}
 }

@@ -12,13 +12,16 @@ import (
 // the HTTP edge, the daemon's config and the subscribers.
 const (
 	MaxTypeLen        = 128
-	MaxIDFieldLen     = 256      // entity_id and user_id, in bytes
-	MaxContentTypeLen = 256      // content_type, in bytes
-	MaxMetadataLen    = 64 << 10 // metadata, compacted, in bytes: it travels in one header
-	MaxSourceLen      = 256      // ce-source, in bytes (the publisher's configuration)
-	MaxPriority       = 9
-	DefaultPayload    = 1 << 20 // default payload limit: 1 MiB
-	maxErrorLen       = 4096
+	MaxIDFieldLen     = 256 // entity_id and user_id, in bytes
+	MaxContentTypeLen = 256 // content_type, in bytes
+	// MaxMetadataLen bounds metadata, compacted, in bytes: it travels in one
+	// header, and JetStream refuses a header block over 65,535 bytes (error
+	// 10097), which the dead letter of the event must fit in too.
+	MaxMetadataLen = 32 << 10
+	MaxSourceLen   = 256 // ce-source, in bytes (the publisher's configuration)
+	MaxPriority    = 9
+	DefaultPayload = 1 << 20 // default payload limit: 1 MiB
+	MaxErrorLen    = 4096    // last_error, in bytes (TruncateError)
 
 	// MaxRetryInterval bounds a retry policy's intervals: a week. With it
 	// every backoff (doubled at most by jitter) lands within years the
@@ -53,6 +56,11 @@ const (
 	// event that can be published can also be dead-lettered.
 	DeadLetterReserve = 8 << 10
 )
+
+// MaxHeaderBlock is the largest header block JetStream stores (error 10097
+// beyond it). The fields Validate bounds keep an event's block well under it,
+// with room for a dead letter's headers.
+const MaxHeaderBlock = 65535
 
 // WireSize is an upper bound of the bytes that NATS counts against its
 // max_payload for e's message: the payload plus the header block.
