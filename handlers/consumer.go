@@ -57,9 +57,12 @@ func (r *Router) start(ctx context.Context, t table) (*session, error) {
 	for i := range s.queues {
 		s.queues[i] = make(chan *inflight, o.maxAckPending)
 	}
-	switch _, err := r.js.StreamNameBySubject(ctx, o.dlqPrefix+".>"); {
+	switch name, err := r.js.StreamNameBySubject(ctx, o.dlqPrefix+".>"); {
 	case err == nil:
-		s.dlqStream = true
+		s.dlqStream, s.dlqName = true, name
+		if err := s.loadDLQLimit(ctx); err != nil { // a refused dead letter reads it again
+			s.log.Warn("cannot read the dead-letter stream's max_msg_size", "stream", name, "err", err)
+		}
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		s.log.Warn("no stream keeps the dead letters: they go to core NATS and are lost unless someone listens",
 			"subjects", o.dlqPrefix+".>")

@@ -33,11 +33,16 @@
 //     event's backoff carried in its ce-retry* headers (the Router's
 //     WithRetryPolicy otherwise): InitialInterval × Multiplier^(n-1), at most
 //     MaxInterval, plus up to 10% jitter, where n is the delivery count.
+//     Headers outside outbox's bounds, which the relay never publishes (a
+//     policy that outbox.RetryPolicy.Validate refuses, a max_attempts above
+//     outbox.MaxAttemptsLimit), are ignored for the Router's own, so no delay
+//     exceeds outbox.MaxRetryInterval.
 //   - An error wrapping ErrPermanent (see Permanent), a failure at the n-th
 //     delivery where n reaches the event's max_attempts (ce-maxattempts, the
 //     Router's WithMaxAttempts otherwise), a message that is not an outbox
 //     event, or an event no handler accepts: a copy of the message with the
-//     failure in Outbox-DLQ-* headers goes to <dlq_prefix>.<type>, and once it
+//     failure in Outbox-DLQ-* headers (see Dead letters) goes to
+//     <dlq_prefix>.<type>, and once it
 //     is stored, TermWithReason. If the publish fails, the message is naked
 //     and the whole handling is tried again later: nothing is terminated
 //     before its dead letter is stored.
@@ -48,6 +53,51 @@
 // start: the Router then waits for that stream's ack. With no such stream it
 // logs a warning and publishes them on core NATS, where they reach only the
 // subscribers listening at that moment; create the stream to keep them.
+//
+// # Dead letters
+//
+// A dead letter is a copy of the message (its headers and payload) with
+// these headers added:
+//
+//   - Outbox-DLQ-Reason: permanent, max_attempts, no_handler or undecodable.
+//   - Outbox-DLQ-Error: the error text, one line of valid UTF-8 (control
+//     characters become spaces), at most 4 KiB; a text that was cut ends
+//     with "…".
+//   - Outbox-DLQ-Deliveries: the deliveries so far, the failed one included.
+//   - Outbox-DLQ-Stream, Outbox-DLQ-Stream-Seq, Outbox-DLQ-Subject: where the
+//     original is (it stays in its stream: the Router terminates it, it does
+//     not delete it).
+//   - Outbox-DLQ-Consumer: the durable that gave up; Outbox-DLQ-Time: when.
+//   - Outbox-DLQ-Payload-Omitted: the original payload's size in bytes, set
+//     only on a dead letter that carries no payload (see below).
+//   - Outbox-DLQ-Headers-Omitted: the size of the original's header block,
+//     set only on a dead letter that carries none of the original's headers.
+//   - Nats-Msg-Id: dlq:<stream>:<stream seq>, so a message dead-lettered
+//     twice (a lost term) is stored once within the duplicate window.
+//
+// The original's headers in JetStream's Nats- namespace are not copied (the
+// dead-letter stream would act on them: an expected stream or sequence
+// refused for ever, a rollup, a TTL, a schedule), nor earlier Outbox-DLQ-*
+// headers, nor a key that nats.go refuses to send.
+//
+// Every dead letter fits what the server takes: its max_payload (as the
+// connection reports it, headers and payload counted together), the
+// dead-letter stream's max_msg_size (read at Run's start) and JetStream's
+// 64 KiB limit on a header block. To fit, the Router first cuts the error
+// text; if the copy would not fit even with no error text (a foreign
+// publisher filled the message to the limit, or the dead-letter stream takes
+// less than the event stream), it sends the dead letter without the payload,
+// then, should the headers still not fit, without the original's headers:
+// nothing is lost, since the original stays at Outbox-DLQ-Stream /
+// Outbox-DLQ-Stream-Seq. The error text is also kept short enough that a
+// copy adds at most outbox.DeadLetterReserve bytes to the original, the room
+// the relay keeps free under the broker's limit (outbox.MessageLimit): an
+// event published by the relay is always dead-lettered whole. If the server
+// still refuses a dead letter as too large (its limits changed), the Router
+// reads the stream's limit again and sends a smaller one, never the same
+// message twice; after three refusals, or when even the bare Outbox-DLQ-*
+// headers do not fit, or on any other publish error, the message is naked
+// with its backoff and handled again later.
 //
 // # Guarantees
 //

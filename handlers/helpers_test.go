@@ -48,7 +48,18 @@ type env struct {
 
 func newEnv(t testing.TB, noDLQ bool) *env {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1, NoLog: true, NoSigs: true})
+	return newEnvWith(t, noDLQ, nil)
+}
+
+// newEnvWith is newEnv on a server whose options opts may change (nil for
+// the defaults).
+func newEnvWith(t testing.TB, noDLQ bool, opts func(*server.Options)) *env {
+	t.Helper()
+	so := &server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1, NoLog: true, NoSigs: true}
+	if opts != nil {
+		opts(so)
+	}
+	s, err := server.NewServer(so)
 	if err != nil {
 		t.Fatal(err)
 	}

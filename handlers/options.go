@@ -56,6 +56,10 @@ func defaultOptions() options {
 }
 
 func (o *options) validate() error {
+	// DefaultRetryPolicy is a variable an application may have changed.
+	if err := o.retry.Validate(); err != nil {
+		return invalidf("retry policy: %v", err)
+	}
 	if o.maxAckPending == 0 {
 		o.maxAckPending = o.workers * DefaultPerWorker
 	}
@@ -147,8 +151,10 @@ func WithMaxAckPending(n int) Option {
 }
 
 // WithRetryPolicy sets the backoff of events that carry no policy in their
-// headers (default DefaultRetryPolicy). The n-th delivery that fails waits
-// InitialInterval × Multiplier^(n-1), at most MaxInterval.
+// headers, or one that outbox.RetryPolicy.Validate refuses (default
+// DefaultRetryPolicy). The n-th delivery that fails waits
+// InitialInterval × Multiplier^(n-1), at most MaxInterval. p must pass
+// outbox.RetryPolicy.Validate.
 func WithRetryPolicy(p outbox.RetryPolicy) Option {
 	return func(o *options) error {
 		if err := p.Validate(); err != nil {
@@ -160,11 +166,11 @@ func WithRetryPolicy(p outbox.RetryPolicy) Option {
 }
 
 // WithMaxAttempts sets max_attempts for events that carry none in their
-// headers (default 5).
+// headers, or one outside 1..outbox.MaxAttemptsLimit (default 5).
 func WithMaxAttempts(n int) Option {
 	return func(o *options) error {
-		if n < 1 {
-			return invalidf("max attempts must be at least 1, got %d", n)
+		if n < 1 || n > outbox.MaxAttemptsLimit {
+			return invalidf("max attempts must be 1..%d, got %d", outbox.MaxAttemptsLimit, n)
 		}
 		o.maxAttempts = n
 		return nil

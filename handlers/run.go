@@ -78,6 +78,8 @@ type session struct {
 	cons      jetstream.Consumer
 	kv        jetstream.KeyValue // nil without WithIdempotency
 	dlqStream bool               // a stream keeps the dead letters
+	dlqName   string             // its name
+	dlqMaxMsg atomic.Int64       // its max_msg_size (<= 0: none), read at the start and after a refusal
 	log       *slog.Logger
 
 	work       context.Context // the handlers' context, cancelled at the shutdown timeout
