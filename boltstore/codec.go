@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -14,9 +13,12 @@ import (
 // An event record is stored in a compact binary form: a version byte, then
 // the fields in a fixed order, variable-length ones prefixed with their
 // length. It is several times cheaper than JSON on the relay's hot path.
-const recordVersion = 1
+//
+// Version 2 added accepted_at after completed_at; a version 1 record reads
+// with accepted_at = created_at, which is what its index keys were built from.
+const recordVersion = 2
 
-var errCorrupt = errors.New("boltstore: corrupt event record")
+var errCorrupt = fmt.Errorf("%w: an event record does not decode", ErrCorrupt)
 
 var statusCodes = [...]outbox.Status{outbox.StatusPending, outbox.StatusProcessing, outbox.StatusCompleted, outbox.StatusFailed}
 
@@ -60,7 +62,7 @@ func encodeEvent(buf []byte, e *outbox.Event) []byte {
 	buf = binary.AppendUvarint(buf, e.EntitySeq)
 	buf = binary.AppendUvarint(buf, uint64(e.AttemptCount))
 	buf = binary.AppendUvarint(buf, uint64(e.MaxAttempts))
-	for _, t := range [...]time.Time{e.CreatedAt, e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt} {
+	for _, t := range [...]time.Time{e.CreatedAt, e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt, e.AcceptedAt} {
 		buf = binary.AppendVarint(buf, nanos(t))
 	}
 	buf = appendString(buf, e.LastError)
@@ -161,7 +163,8 @@ func (d *decoder) string() string {
 
 func decodeEvent(b []byte) (*outbox.Event, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != recordVersion && d.err == nil {
+	v := d.byte()
+	if v != 1 && v != recordVersion && d.err == nil {
 		return nil, fmt.Errorf("%w: version %d", errCorrupt, v)
 	}
 	e := &outbox.Event{}
@@ -188,6 +191,11 @@ func decodeEvent(b []byte) (*outbox.Event, error) {
 	e.LastAttemptAt = fromNanos(d.varint())
 	e.NextAttemptAt = fromNanos(d.varint())
 	e.CompletedAt = fromNanos(d.varint())
+	if v == 1 {
+		e.AcceptedAt = e.CreatedAt
+	} else {
+		e.AcceptedAt = fromNanos(d.varint())
+	}
 	e.LastError = d.string()
 	e.Metadata = d.bytes()
 	e.ContentType = d.string()

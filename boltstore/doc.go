@@ -41,7 +41,7 @@
 // ("" stands for all users throughout the API) is counted for all users only.
 //
 // Stale (pending for longer than Options.StaleAfter) cannot be a counter
-// alone, because time passes: the counters hold the pending events created
+// alone, because time passes: the counters hold the pending events accepted
 // before a watermark, which a stale sweep (RunRetention, every few seconds)
 // moves to now − StaleAfter, counting the events it passes; an event leaving
 // pending behind the watermark leaves the count. A read adds the events that
@@ -69,6 +69,17 @@
 // once one is reached, Enqueue refuses new events with ErrOutboxFull (a
 // *FullError naming the mark); nothing already accepted is ever dropped.
 //
+// # Idempotency past removal
+//
+// Re-enqueueing a stored id with the same content stores nothing. The same
+// holds for an id the store removed (retention, RemoveOnAck, an operator's
+// delete) within Options.IdempotencyWindow (default 24h; keep it at least
+// the stream's duplicate window): a tombstone of about 60 bytes remembers the
+// id and a hash of its content, the re-post reports outbox.StatusRemoved and
+// a re-post with other content fails with ErrDuplicate. So a client that
+// re-posts after a lost answer never gets its event published twice. Past the
+// window the sweep forgets the id; Reset forgets every removed id at once.
+//
 // # Per-entity order
 //
 // Events of one entity_id get entity_seq 1, 2, 3, ... in the enqueuing
@@ -77,6 +88,32 @@
 // deletes the head. A head that failed for good blocks its entity until an
 // operator retries or deletes it; the events behind it stay pending. The Mark*
 // methods accept only an entity's head (ErrNotHead).
+//
+// An entity is remembered (its last entity_seq) while any of its events is
+// stored, and for Options.EntityHorizon (default 7 days) after its last one
+// was removed; then the sweep forgets it, so that a workload with one entity
+// per record does not grow the file forever. If a forgotten entity gets an
+// event again, its entity_seq starts again at 1: a consumer that keeps the
+// last entity_seq it saw per entity must keep it no longer than the horizon,
+// or treat entity_seq 1 as the start of a new chain.
+//
+// # Times
+//
+// created_at is the application's (kept for ce-time, bounded by
+// outbox.Validate); accepted_at is the store's own clock when it accepted the
+// event. Staleness, admission by age (MaxPendingAge) and the pending order of
+// listings use accepted_at, so that no client's clock steers them.
+//
+// # Damaged files
+//
+// A damaged file is an error wrapping ErrCorrupt, never a crash. Open checks
+// the file before bbolt maps it (CheckFile: a valid meta page, a file as long
+// as the pages it names, root and freelist pages of the right kind), checks
+// the store's own keys, and every read turns a panic or a memory fault while
+// bbolt reads a damaged page into ErrCorrupt. Every decode of the store's own
+// bytes (records, index keys and values, counters) checks lengths and returns
+// ErrCorrupt: an index entry whose record is missing included. What to do:
+// restore a backup, or copy out what can still be read and compact.
 //
 // # Caveats
 //

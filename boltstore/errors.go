@@ -16,6 +16,11 @@ var (
 	ErrLocked = errors.New("boltstore: store file is locked by another process")
 	// ErrWrongDB: EnqueueTx was given a transaction of another database.
 	ErrWrongDB = errors.New("boltstore: transaction is not of this store's database")
+	// ErrCorrupt: the store file is damaged (a record or a key that does not
+	// decode, an index entry without its record, a file shorter than its
+	// pages). Nothing is changed; restore a backup, or copy out what can be
+	// read with relay backup --offline and compact.
+	ErrCorrupt = errors.New("boltstore: store file is damaged")
 	// ErrNotRetryable: Retry was asked for an event that is not failed, or
 	// RetryWhere for a status other than failed.
 	ErrNotRetryable = errors.New("boltstore: only failed events can be retried")

@@ -161,10 +161,13 @@ func decodeRawCounts(v []byte, withPrio bool) (rawCounts, error) {
 type rawState struct {
 	events       map[uint64]int       // events: seq → record size
 	ids          map[string]uint64    // ids: uuid → seq
+	tombs        map[string]int64     // ids: uuid → removed_at of a tombstone
+	tombIndex    map[string]int64     // tombstones: uuid → removed_at
+	idle         map[string]int64     // idle_entities: entity → idle since
 	ready        map[uint64]int       // ready/<prio>: seq → prio
 	delayed      map[uint64]time.Time // delayed: seq → next attempt
 	byEntity     map[string]uint64    // by_entity: entity|entity_seq → seq
-	entities     map[string][2]uint64 // entities: entity → last entity_seq, unfinished
+	entities     map[string][3]uint64 // entities: entity → last entity_seq, unfinished, idle since
 	byStatus     map[string]string    // by_status: key → value
 	byUserStatus map[string]bool      // by_user_status: user|key
 	byUser       map[string]bool      // by_user: user|seq
@@ -178,10 +181,10 @@ func idxKey(s string, n uint64) string { return fmt.Sprintf("%q|%d", s, n) }
 
 // stateKey is the by_status key the store files e under: status(1)|rank(1)|
 // time(8)|seq(8), rank 0 and completed_at for a completed event, 9-priority
-// and created_at otherwise.
+// and accepted_at otherwise.
 func stateKey(e *outbox.Event) string {
 	k := []byte{statusCode[e.Status], byte(outbox.MaxPriority - e.Priority)}
-	t := e.CreatedAt
+	t := e.AcceptedAt
 	if e.Status == outbox.StatusCompleted {
 		k[1], t = 0, e.CompletedAt
 	}
@@ -203,7 +206,8 @@ func splitLenPrefixed(k []byte) (s string, rest []byte, ok bool) {
 func readRaw(db *bolt.DB) (*rawState, error) {
 	r := &rawState{
 		events: map[uint64]int{}, ids: map[string]uint64{}, ready: map[uint64]int{},
-		delayed: map[uint64]time.Time{}, byEntity: map[string]uint64{}, entities: map[string][2]uint64{},
+		delayed: map[uint64]time.Time{}, byEntity: map[string]uint64{}, entities: map[string][3]uint64{},
+		tombs: map[string]int64{}, tombIndex: map[string]int64{}, idle: map[string]int64{},
 		byStatus: map[string]string{}, byUserStatus: map[string]bool{}, byUser: map[string]bool{}, byType: map[string]bool{},
 		userCounts: map[string]rawCounts{},
 	}
@@ -233,10 +237,40 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 			return err
 		}
 		if err := each("ids", func(k, v []byte) error {
-			if len(k) != 16 || len(v) != 8 {
+			switch {
+			case len(k) == 16 && len(v) == 8:
+				r.ids[uuid.UUID(k).String()] = binary.BigEndian.Uint64(v)
+			case len(k) == 16 && len(v) == 16: // a tombstone: removed_at|content hash
+				r.tombs[uuid.UUID(k).String()] = int64(binary.BigEndian.Uint64(v))
+			default:
 				return fmt.Errorf("entry %x → %x", k, v)
 			}
-			r.ids[uuid.UUID(k).String()] = binary.BigEndian.Uint64(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each("tombstones", func(k, v []byte) error {
+			if len(k) != 24 || len(v) != 0 {
+				return fmt.Errorf("entry %x → %x", k, v)
+			}
+			id := uuid.UUID(k[8:]).String()
+			if _, dup := r.tombIndex[id]; dup {
+				return fmt.Errorf("%s twice", id)
+			}
+			r.tombIndex[id] = int64(binary.BigEndian.Uint64(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each("idle_entities", func(k, v []byte) error {
+			ent, rest, ok := splitLenPrefixed(k[min(8, len(k)):])
+			if len(k) < 8 || !ok || len(rest) != 0 || len(v) != 0 {
+				return fmt.Errorf("entry %x → %x", k, v)
+			}
+			if _, dup := r.idle[ent]; dup {
+				return fmt.Errorf("entity %q twice", ent)
+			}
+			r.idle[ent] = int64(binary.BigEndian.Uint64(k))
 			return nil
 		}); err != nil {
 			return err
@@ -289,10 +323,16 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		}
 		if err := each("entities", func(k, v []byte) error {
 			ent, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 0 || len(v) != 16 {
+			if !ok || len(rest) != 0 || (len(v) != 16 && len(v) != 24) {
 				return fmt.Errorf("entry %x → %x", k, v)
 			}
-			r.entities[ent] = [2]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+			st := [3]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+			if len(v) == 24 {
+				if st[2] = binary.BigEndian.Uint64(v[16:]); st[2] == 0 {
+					return fmt.Errorf("entry %x → %x: idle since 0", k, v)
+				}
+			}
+			r.entities[ent] = st
 			return nil
 		}); err != nil {
 			return err
@@ -429,7 +469,7 @@ func checkInvariants(s *boltstore.Store) error {
 		mark = make([]byte, 16)
 	}
 	stale := func(e *outbox.Event) bool {
-		return e.Status == outbox.StatusPending && string(timeKey(e.CreatedAt, e.Seq)) < string(mark)
+		return e.Status == outbox.StatusPending && string(timeKey(e.AcceptedAt, e.Seq)) < string(mark)
 	}
 
 	// Recount every counter from the records.
@@ -460,8 +500,8 @@ func checkInvariants(s *boltstore.Store) error {
 			}
 			switch e.Status {
 			case outbox.StatusPending:
-				if t.oldest.IsZero() || e.CreatedAt.Before(t.oldest) {
-					t.oldest = e.CreatedAt
+				if t.oldest.IsZero() || e.AcceptedAt.Before(t.oldest) {
+					t.oldest = e.AcceptedAt
 				}
 			case outbox.StatusCompleted:
 				if e.CompletedAt.After(t.newest) {
@@ -572,13 +612,13 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 		staleSeqs[e.Seq] = true
 		staleByUser[e.UserID]++
-		if e.CreatedAt.After(newestStale) {
-			newestStale = e.CreatedAt
+		if e.AcceptedAt.After(newestStale) {
+			newestStale = e.AcceptedAt
 		}
 	}
 	for seq, e := range events {
-		if e.Status == outbox.StatusPending && !staleSeqs[seq] && !e.CreatedAt.After(newestStale) && len(staleNow) > 0 {
-			fail("StaleEvents: pending seq %d created %v is not listed, though seq created %v is", seq, e.CreatedAt, newestStale)
+		if e.Status == outbox.StatusPending && !staleSeqs[seq] && !e.AcceptedAt.After(newestStale) && len(staleNow) > 0 {
+			fail("StaleEvents: pending seq %d accepted %v is not listed, though seq accepted %v is", seq, e.AcceptedAt, newestStale)
 		}
 	}
 	checkStats := func(who string, st boltstore.Stats, t *userTally, staleWant int64, perPrio bool) {
@@ -669,8 +709,35 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 	}
 	for ent, meta := range raw.entities {
-		if _, ok := byEntity[ent]; !ok && meta[1] != 0 {
+		_, hasEvents := byEntity[ent]
+		if !hasEvents && meta[1] != 0 {
 			fail("entities: %q counts %d unfinished but has no records", ent, meta[1])
+		}
+		// Idle exactly when no event of it is stored, and filed so.
+		switch idle, filed := raw.idle[ent]; {
+		case hasEvents && meta[2] != 0:
+			fail("entities: %q has events but is idle since %d", ent, meta[2])
+		case !hasEvents && meta[2] == 0:
+			fail("entities: %q has no events but is not idle", ent)
+		case meta[2] != 0 && (!filed || uint64(idle) != meta[2]):
+			fail("entities: %q idle since %d, idle_entities has %d (filed %v)", ent, meta[2], idle, filed)
+		}
+	}
+	for ent, since := range raw.idle {
+		if meta, ok := raw.entities[ent]; !ok || meta[2] != uint64(since) {
+			fail("idle_entities: %q idle since %d, entities has %v (present %v)", ent, since, meta, ok)
+		}
+	}
+	// Every tombstone filed once, under its removal time, and no live id
+	// has one.
+	for id, at := range raw.tombs {
+		if got, ok := raw.tombIndex[id]; !ok || got != at {
+			fail("tombstone %s removed at %d, tombstones has %d (present %v)", id, at, got, ok)
+		}
+	}
+	for id, at := range raw.tombIndex {
+		if got, ok := raw.tombs[id]; !ok || got != at {
+			fail("tombstones: %s at %d has no such tombstone in ids (%d, %v)", id, at, got, ok)
 		}
 	}
 	for seq := range shouldBeReady {

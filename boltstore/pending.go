@@ -8,8 +8,8 @@ import (
 )
 
 // pendingCursor walks the pending entries of by_status (or one user's in
-// by_user_status) in created_at order, merging the ten priority ranges of
-// the index. It yields each entry's time key (created_at(8)|seq(8)) and
+// by_user_status) in accepted_at order, merging the ten priority ranges of
+// the index. It yields each entry's time key (accepted_at(8)|seq(8)) and
 // value. Each step costs O(priorities), independent of the store's size.
 type pendingCursor struct {
 	back bool

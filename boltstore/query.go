@@ -151,7 +151,7 @@ func (s *Store) List(ctx context.Context, q Query) (Page, error) {
 	}
 	limit = min(limit, MaxListLimit)
 	page := Page{Events: []*outbox.Event{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
 		p := planFor(r, &q)
 		after, err := p.start(q.Cursor)
@@ -234,7 +234,7 @@ func (s *Store) FetchByStatus(ctx context.Context, st outbox.Status, userID stri
 		limit = DefaultListLimit
 	}
 	var events []*outbox.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
 		p := planFor(r, &Query{Status: st, UserID: userID})
 		var err error
@@ -258,7 +258,7 @@ func (s *Store) FetchByEntity(ctx context.Context, entityID, eventType string) (
 		return nil, fmt.Errorf("%w: entity_id required", ErrInvalidQuery)
 	}
 	var events []*outbox.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
 		p := planFor(r, &Query{EntityID: entityID, Type: eventType})
 		var err error
@@ -272,7 +272,7 @@ func (s *Store) FetchByEntity(ctx context.Context, entityID, eventType string) (
 }
 
 // StaleEvents returns up to limit (default 100 when limit <= 0) pending
-// events of a user ("" = all users) created longer than Options.StaleAfter
+// events of a user ("" = all users) accepted longer than Options.StaleAfter
 // ago, oldest first. It walks pending_by_time (or user_pending_by_time) from
 // its start: O(limit), and exact whatever the stale sweep did.
 func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*outbox.Event, error) {
@@ -284,7 +284,7 @@ func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*o
 	}
 	cutoff := s.staleCutoff()
 	var events []*outbox.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
 		b, base := r.byStatus, []byte(nil)
 		if userID != "" {

@@ -10,19 +10,26 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var kInFlightMark = []byte("inflight_mark")
+var (
+	kReadBack = []byte("readback_from") // stream sequence the read-back starts at
+	// kInFlightMark is the time-based mark that readback_from replaced: a
+	// file written by an older build may hold it until the next Record.
+	kInFlightMark = []byte("inflight_mark")
+)
 
 // Record is the relay's one transaction per batch of publish outcomes: it
 // completes the acked events (as Complete), records the failed attempts (as
-// Fail) and, when mark is not zero, stores the in-flight mark: the relay's
-// promise that every publish whose outcome is still unknown was sent at or
-// after it. A restarted relay reads the stream back from Mark.
-func (s *Store) Record(ctx context.Context, acks []Ack, fails []Failure, mark time.Time) error {
+// Fail) and, when mark is not zero, stores the read-back mark: the relay's
+// promise that every publish whose outcome is still unknown was stored, if
+// at all, at stream sequence mark or later. A restarted relay reads the stream
+// back from Mark. A stream sequence, unlike a time, does not depend on the
+// clocks of this host and the servers agreeing.
+func (s *Store) Record(ctx context.Context, acks []Ack, fails []Failure, mark uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	now := s.opts.Now().UTC()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		w := s.writer(tx)
 		for _, a := range acks {
 			if err := w.ack(a, now); err != nil {
@@ -34,8 +41,11 @@ func (s *Store) Record(ctx context.Context, acks []Ack, fails []Failure, mark ti
 				return err
 			}
 		}
-		if !mark.IsZero() {
-			if err := w.meta.Put(kInFlightMark, u64(uint64(mark.UnixNano()))); err != nil {
+		if mark != 0 {
+			if err := w.meta.Put(kReadBack, u64(mark)); err != nil {
+				return err
+			}
+			if err := w.meta.Delete(kInFlightMark); err != nil {
 				return err
 			}
 		}
@@ -47,19 +57,35 @@ func (s *Store) Record(ctx context.Context, acks []Ack, fails []Failure, mark ti
 	return nil
 }
 
-// Mark returns the in-flight mark last stored by Record (zero when none).
-func (s *Store) Mark(ctx context.Context) (time.Time, error) {
+// Mark returns the read-back mark last stored by Record: the stream sequence
+// to read back from (0 when none). A file last written by an older build
+// holds a time instead (since; zero when none): the send time of the oldest
+// publish whose outcome was unknown, by this host's clock.
+func (s *Store) Mark(ctx context.Context) (from uint64, since time.Time, err error) {
 	if err := ctx.Err(); err != nil {
-		return time.Time{}, err
+		return 0, time.Time{}, err
 	}
-	var t time.Time
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bMeta).Get(kInFlightMark); len(v) == 8 {
-			t = fromNanos(int64(binary.BigEndian.Uint64(v)))
+	err = s.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get(kReadBack); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: meta/%s is %d bytes, want 8", ErrCorrupt, kReadBack, len(v))
+			}
+			from = binary.BigEndian.Uint64(v)
+			return nil
+		}
+		if v := meta.Get(kInFlightMark); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: meta/%s is %d bytes, want 8", ErrCorrupt, kInFlightMark, len(v))
+			}
+			since = fromNanos(int64(binary.BigEndian.Uint64(v)))
 		}
 		return nil
 	})
-	return t, err
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("boltstore: read-back mark: %w", err)
+	}
+	return from, since, nil
 }
 
 // pendingHead returns the event of seq when it is a pending head (filed as
@@ -99,7 +125,7 @@ func (w *writer) fail(f Failure) error {
 	e.LastAttemptAt = f.At.UTC()
 	e.LastError = outbox.TruncateError(f.Err)
 	e.NextAttemptAt = time.Time{}
-	if f.Permanent || e.AttemptCount >= e.MaxAttempts {
+	if f.Permanent || (!f.Unknown && e.AttemptCount >= e.MaxAttempts) {
 		return w.setStatus(e, outbox.StatusFailed)
 	}
 	e.NextAttemptAt = f.NextAttemptAt.UTC()

@@ -231,7 +231,7 @@ func (s *Store) bulk(ctx context.Context, step func(w *writer) (n int, more bool
 		}
 		var n int
 		var more bool
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update(func(tx *bolt.Tx) error {
 			w := s.writer(tx)
 			var err error
 			if n, more, err = step(w); err != nil {
@@ -309,7 +309,7 @@ func (s *Store) DeleteCompletedBefore(ctx context.Context, before time.Time, max
 		max = bulkBatch
 	}
 	var n int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		w := s.writer(tx)
 		// Completed events are filed in completion order (stateKey).
 		pfx := []byte{statusCode(outbox.StatusCompleted), 0}
@@ -414,9 +414,10 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 
 // Reset deletes every event (the emergency reset), the latest first, in
 // transactions of at most 1000 events: it is not atomic as a whole, and
-// events enqueued meanwhile may survive it. Entities keep their entity_seq
-// counters, so that an entity's next event does not reuse a number. It
-// returns how many events it deleted.
+// events enqueued meanwhile may survive it. It forgets the ids of removed
+// events too, so that an application may enqueue them again. Entities keep
+// their entity_seq counters, so that an entity's next event does not reuse a
+// number. It returns how many events it deleted.
 func (s *Store) Reset(ctx context.Context) (int, error) {
 	n, err := s.bulk(ctx, func(w *writer) (int, bool, error) {
 		p := plan{bucket: w.events, keyLen: 8, seqOf: seqFromKeyEnd}
@@ -424,6 +425,9 @@ func (s *Store) Reset(ctx context.Context) (int, error) {
 		n, err := w.deleteSeqs(seqs)
 		return n, len(seqs) == bulkBatch, err
 	})
+	if err == nil {
+		err = s.clearTombstones(ctx)
+	}
 	if err != nil {
 		return n, fmt.Errorf("boltstore: reset: %w", err)
 	}
@@ -463,7 +467,7 @@ func (s *Store) CleanupOrphans(ctx context.Context, exists func(entityID string)
 		}
 		var ids []string
 		done := true
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			r := s.reader(tx)
 			c := r.entities.Cursor()
 			var k []byte

@@ -11,12 +11,17 @@ import (
 const retentionBatch = bulkBatch
 
 // SweepOnce runs one pass of the background sweep: it brings the stale
-// counters up to date (see Stats), then deletes the events completed longer
+// counters up to date (see Stats), forgets the ids of events removed longer
+// than Options.IdempotencyWindow ago and the entities idle for longer than
+// Options.EntityHorizon, then deletes the events completed longer
 // than Options.Retention ago (none when Retention is negative), in
 // transactions of at most 1000 deletions, yielding the write lock between
 // them, until none is left. It returns how many events it deleted.
 func (s *Store) SweepOnce(ctx context.Context) (deleted int, err error) {
 	if err := s.sweepStale(ctx); err != nil {
+		return 0, err
+	}
+	if _, _, err := s.forgetRemoved(ctx); err != nil {
 		return 0, err
 	}
 	if s.opts.Retention < 0 {

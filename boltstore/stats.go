@@ -22,12 +22,12 @@ type Stats struct {
 	Processing int64 `json:"processing"`
 	Completed  int64 `json:"completed"`
 	Failed     int64 `json:"failed"`
-	// Stale counts pending events created more than Options.StaleAfter ago.
+	// Stale counts pending events accepted more than Options.StaleAfter ago.
 	// It is exact when at most staleReadLimit (1024) pending events became
 	// stale since the last stale sweep (RunRetention runs one every few
 	// seconds), and a lower bound otherwise.
 	Stale int64 `json:"stale"`
-	// OldestPendingAt is the created_at of the oldest pending event; nil
+	// OldestPendingAt is the accepted_at of the oldest pending event; nil
 	// when none is pending.
 	OldestPendingAt *time.Time `json:"oldest_pending_at"`
 	// NewestCompletedAt is the time of the latest completion recorded,
@@ -59,7 +59,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	var st Stats
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bMeta)
 		c := loadCounts(meta)
 		st = c.stats()
@@ -83,9 +83,13 @@ func (s *Store) UserStats(ctx context.Context, userID string) (Stats, error) {
 		return Stats{}, err
 	}
 	var st Stats
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		key := lenPrefixed(userID, 0)
-		st = loadUserCounts(tx.Bucket(bUserCounts).Get(key)).stats()
+		u, err := loadUserCounts(tx.Bucket(bUserCounts).Get(key))
+		if err != nil {
+			return fmt.Errorf("%w: user_counts entry of %q: %v", ErrCorrupt, userID, err)
+		}
+		st = u.stats()
 		s.readPending(&st, tx.Bucket(bMeta), tx.Bucket(bByUserStatus), key, nil)
 		return nil
 	})
@@ -185,7 +189,7 @@ func (s *Store) sweepStale(ctx context.Context) error {
 		return err
 	}
 	var idle bool
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *bolt.Tx) error {
 		lo, hi := loadMark(tx.Bucket(bMeta)), s.staleCutoff()
 		if bytes.Compare(lo, hi) > 0 {
 			lo, hi = hi, lo
@@ -202,7 +206,7 @@ func (s *Store) sweepStale(ctx context.Context) error {
 			return err
 		}
 		var done bool
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update(func(tx *bolt.Tx) error {
 			w := s.writer(tx)
 			done = w.sweepStaleStep(s.staleCutoff(), staleSweepBatch)
 			return w.finish()
@@ -288,10 +292,15 @@ type userCounts struct {
 
 const userCountsLen = 8 * (len(statusCodes) + 3)
 
-func loadUserCounts(v []byte) *userCounts {
+// loadUserCounts decodes a user's counters; nil (no entry) is a user with no
+// events.
+func loadUserCounts(v []byte) (*userCounts, error) {
 	u := &userCounts{}
+	if v == nil {
+		return u, nil
+	}
 	if len(v) != userCountsLen {
-		return u
+		return u, fmt.Errorf("%d bytes, want %d", len(v), userCountsLen)
 	}
 	for i := range u.status {
 		u.status[i] = int64(binary.BigEndian.Uint64(v[8*i:]))
@@ -300,7 +309,7 @@ func loadUserCounts(v []byte) *userCounts {
 	u.stale = int64(binary.BigEndian.Uint64(v))
 	u.bytes = int64(binary.BigEndian.Uint64(v[8:]))
 	u.newestCompleted = int64(binary.BigEndian.Uint64(v[16:]))
-	return u
+	return u, nil
 }
 
 func (u *userCounts) encode() []byte {

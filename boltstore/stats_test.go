@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -205,14 +206,42 @@ func TestStale(t *testing.T) {
 	if n := stale(""); n != 1 {
 		t.Fatalf("clock back, swept: %d stale, want 1", n)
 	}
-	// An event enqueued with an old created_at is stale at once.
+	// An event enqueued with an old created_at is not stale: staleness
+	// counts from when the store accepted it, never from the client's clock
+	// (issue 9 row 9). It is stale once stale_after has passed since.
 	old := userEv("carol", "", 0)
 	old.CreatedAt = t0.Add(-time.Hour)
 	mustEnqueue(t, s, old)
-	if n, nc := stale(""), stale("carol"); n != 2 || nc != 1 {
-		t.Fatalf("old event: %d stale, carol %d", n, nc)
+	if n, nc := stale(""), stale("carol"); n != 1 || nc != 0 {
+		t.Fatalf("old created_at: %d stale, carol %d; want 1 (a2), 0", n, nc)
+	}
+	if got := mustGet(t, s, old.ID); !got.CreatedAt.Equal(t0.Add(-time.Hour)) || !got.AcceptedAt.Equal(clk.Now()) {
+		t.Errorf("created_at %v accepted_at %v, want the client's and the store's", got.CreatedAt, got.AcceptedAt)
+	}
+	clk.Advance(6 * time.Minute)
+	if nc := stale("carol"); nc != 1 {
+		t.Fatalf("6m after it was accepted: carol %d stale, want 1", nc)
 	}
 	assertInvariants(t, s)
+}
+
+// TestAdmissionIgnoresClientClock: max_pending_age measures the age of the
+// oldest pending event from when the store accepted it. Before, one POST with
+// created_at far in the past made every later enqueue answer "outbox full"
+// (issue 9 row 9).
+func TestAdmissionIgnoresClientClock(t *testing.T) {
+	clk := newClock()
+	s := mustOpen(t, &boltstore.Options{Now: clk.Now, MaxPendingAge: time.Hour})
+	old := userEv("mallory", "", 0)
+	old.CreatedAt = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustEnqueue(t, s, old)
+	mustEnqueue(t, s, userEv("alice", "", 0)) // not full: the oldest was accepted just now
+	clk.Advance(time.Hour + time.Second)
+	_, err := s.Enqueue(context.Background(), userEv("alice", "", 0))
+	var full *boltstore.FullError
+	if !errors.As(err, &full) || full.Mark != "max_pending_age" {
+		t.Fatalf("an hour after acceptance: %v, want max_pending_age", err)
+	}
 }
 
 // TestStaleManyAtOnce: more events than a Stats read corrects for become

@@ -53,6 +53,17 @@ type Options struct {
 	MaxPending    int64
 	MaxBytes      int64
 	MaxPendingAge time.Duration
+
+	// IdempotencyWindow is how long the id of a removed event (by
+	// retention, RemoveOnAck or an operator) is remembered: re-enqueueing it
+	// within the window stores nothing, as for a stored one (default 24h;
+	// keep it at least the stream's duplicate window).
+	IdempotencyWindow time.Duration
+	// EntityHorizon is how long an entity is remembered once none of its
+	// events is stored any more: past it the entity is forgotten and its
+	// entity_seq starts again at 1 if it comes back (default 7 days;
+	// negative keeps every entity forever).
+	EntityHorizon time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -77,12 +88,21 @@ func (o *Options) setDefaults() {
 	if o.Retention == 0 && !o.RemoveOnAck {
 		o.Retention = DefaultRetention
 	}
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if o.EntityHorizon == 0 {
+		o.EntityHorizon = DefaultEntityHorizon
+	}
 }
 
 // Defaults of Options.
 const (
 	DefaultStaleAfter = 5 * time.Minute
 	DefaultRetention  = 24 * time.Hour
+
+	DefaultIdempotencyWindow = 24 * time.Hour
+	DefaultEntityHorizon     = 7 * 24 * time.Hour
 )
 
 // Store is an outbox kept in one bbolt file. It is safe for concurrent use.
@@ -90,23 +110,46 @@ type Store struct {
 	db         *bolt.DB
 	opts       Options
 	wake       chan struct{}
-	maxPayload atomic.Int64 // 0: opts.Event's limit
+	maxMessage atomic.Int64 // outbox.Options.MaxMessage of new events
 }
 
-// SetMaxPayload lowers (or raises) the payload limit of new events at run
-// time: the relay sets it once it knows the NATS server's max_payload, so the
-// store never accepts an event that could not be published.
-func (s *Store) SetMaxPayload(n int) { s.maxPayload.Store(int64(n)) }
-
-// MaxPayload is the payload limit new events are held to.
+// MaxPayload is the payload limit new events are held to (Options.Event).
 func (s *Store) MaxPayload() int {
-	if n := s.maxPayload.Load(); n > 0 {
-		return int(n)
-	}
 	if s.opts.Event.MaxPayload > 0 {
 		return s.opts.Event.MaxPayload
 	}
 	return outbox.DefaultPayload
+}
+
+// MaxMessage is the most outbox.Event.WireSize (headers and payload) a new
+// event may have: outbox.MessageLimit of the broker's max_payload, as last
+// told by SetBrokerMaxPayload.
+func (s *Store) MaxMessage() int { return int(s.maxMessage.Load()) }
+
+// SetBrokerMaxPayload holds new events to what a broker whose max_payload is
+// n can carry (outbox.MessageLimit(n) for headers and payload together), so
+// that the store never accepts an event that could not be published. The
+// relay calls it whenever it connects. The value is kept in the file: a store
+// reopened while the broker is down holds events to the last limit the broker
+// told, and before any to outbox.DefaultMaxMessage (NATS's default).
+func (s *Store) SetBrokerMaxPayload(ctx context.Context, n int64) error {
+	if n <= 0 {
+		return fmt.Errorf("boltstore: broker max_payload %d: must be positive", n)
+	}
+	lim := int64(outbox.MessageLimit(n))
+	if s.maxMessage.Swap(lim) == lim {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMeta).Put(kBrokerMax, u64(uint64(n)))
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: keep the broker's max_payload: %w", err)
+	}
+	return nil
 }
 
 var (
@@ -121,15 +164,21 @@ var (
 	bByUser       = []byte("by_user")        // len(2)|user|seq(8) → nil
 	bByType       = []byte("by_type")        // len(2)|type|seq(8) → nil
 	bUserCounts   = []byte("user_counts")    // len(2)|user → per-user counters
+	bTombstones   = []byte("tombstones")     // removed_at(8)|uuid(16) → nil: ids of removed events (tombstone.go)
+	bIdleEntities = []byte("idle_entities")  // idle_since(8)|len(2)|entity → nil: entities with no events (entity.go)
 	bMeta         = []byte("meta")
 	kCounts       = []byte("stats")      // the counters of all users (counts)
 	kStaleMark    = []byte("stale_mark") // stale watermark: a time key (created_at|seq)
 	kVersion      = []byte("version")
+	kBrokerMax    = []byte("broker_max_payload") // the broker's max_payload, as last told
 
 	// The counters of layout version 1, which version 2 replaced.
 	kCountsV1  = []byte("counts")
 	allBuckets = [][]byte{bEvents, bIDs, bReady, bDelayed, bByEntity, bEntities, bByStatus, bByUserStatus,
-		bByUser, bByType, bUserCounts, bMeta}
+		bByUser, bByType, bUserCounts, bTombstones, bIdleEntities, bMeta}
+	// kIdleIndexed marks a file whose idle entities are filed in
+	// idle_entities (files written before it existed are indexed once).
+	kIdleIndexed = []byte("idle_indexed")
 	// derivedBuckets are rebuilt from the records by a migration.
 	derivedBuckets = [][]byte{bByStatus, bByUserStatus, bByUser, bByType, bUserCounts}
 
@@ -139,7 +188,11 @@ var (
 const layoutVersion = 2
 
 // Open opens or creates the store file at path (its directory too).
-func Open(path string, opts *Options) (*Store, error) {
+//
+// A damaged file is an error wrapping ErrCorrupt, never a crash: Open checks
+// the file before bbolt maps it (CheckFile), checks the store's own keys, and
+// turns a fault or a panic while bbolt reads the file into that error.
+func Open(path string, opts *Options) (s *Store, err error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -148,6 +201,19 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
+	if err := CheckFile(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s = nil
+		}
+	}()
+	defer recoverCorrupt(&err, path)()
+	return open(path, o)
+}
+
+func open(path string, o Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         o.Timeout,
 		FreelistType:    bolt.FreelistMapType,
@@ -166,12 +232,32 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
+	s.maxMessage.Store(int64(o.Event.MaxMessage))
+	if o.Event.MaxMessage == 0 {
+		s.maxMessage.Store(int64(outbox.MessageLimit(outbox.DefaultMaxMessage)))
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kBrokerMax); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: meta/%s is %d bytes, want 8", ErrCorrupt, kBrokerMax, len(v))
+			}
+			s.maxMessage.Store(int64(outbox.MessageLimit(int64(binary.BigEndian.Uint64(v)))))
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
 	return s, nil
 }
 
 func (s *Store) init(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bMeta)
 	if err != nil {
+		return err
+	}
+	if err := checkMeta(meta); err != nil {
 		return err
 	}
 	version := uint64(layoutVersion)
@@ -216,6 +302,9 @@ func (s *Store) init(tx *bolt.Tx) error {
 		stuck = append(stuck, append([]byte(nil), k...))
 	}
 	for _, k := range stuck {
+		if len(k) != stateKeyLen {
+			return w.corrupt("by_status key %x", k)
+		}
 		e, err := w.get(binary.BigEndian.Uint64(k[len(k)-8:]))
 		if err != nil {
 			return err
@@ -233,6 +322,14 @@ func (s *Store) init(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	if meta.Get(kIdleIndexed) == nil {
+		if err := w.indexIdleEntities(s.opts.Now().UTC()); err != nil {
+			return err
+		}
+		if err := meta.Put(kIdleIndexed, present); err != nil {
+			return err
+		}
+	}
 	return w.finish()
 }
 
@@ -242,7 +339,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // DB is the underlying bbolt database, for the application's own buckets.
 // Do not touch the buckets this package creates (events, ids, ready,
 // delayed, by_entity, entities, by_status, by_user_status, by_user,
-// by_type, user_counts, meta).
+// by_type, user_counts, tombstones, idle_entities, meta).
 func (s *Store) DB() *bolt.DB { return s.db }
 
 // Path is the file's path.
@@ -306,19 +403,15 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, er
 	return created, w.finish()
 }
 
-// prepare fills and validates e, and checks that a created_at set by the
-// caller survives the record format (nanoseconds since 1970 in an int64:
-// 1678 to 2262, and not exactly the epoch, which reads back as unset).
+// prepare fills and validates e against the store's limits and clock
+// (outbox.Event.Prepare bounds created_at to years the record's nanoseconds
+// hold).
 func (s *Store) prepare(e *outbox.Event) error {
 	o := s.opts.Event
 	o.MaxPayload = s.MaxPayload()
-	if err := e.Prepare(o); err != nil {
-		return err
-	}
-	if t := e.CreatedAt; !t.IsZero() && !fromNanos(t.UnixNano()).Equal(t) {
-		return &outbox.ValidationError{Field: "created_at", Reason: fmt.Sprintf("%s cannot be stored (years 1678 to 2262)", t.Format(time.RFC3339Nano))}
-	}
-	return nil
+	o.MaxMessage = s.MaxMessage()
+	o.Now = s.opts.Now
+	return e.Prepare(o)
 }
 
 // Enqueue adds events in a transaction of their own, all or nothing,
@@ -339,7 +432,7 @@ func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created i
 			return 0, err
 		}
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.batch(func(tx *bolt.Tx) error {
 		var err error
 		created, err = s.EnqueueTx(tx, events...)
 		return err
@@ -357,17 +450,32 @@ func (s *Store) Get(ctx context.Context, id string) (*outbox.Event, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	var e *outbox.Event
-	err = s.db.View(func(tx *bolt.Tx) error {
-		w := &writer{s: s, tx: tx, events: tx.Bucket(bEvents)}
-		v := tx.Bucket(bIDs).Get(u[:])
-		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
+	err = s.view(func(tx *bolt.Tx) error {
 		var err error
-		e, err = w.get(binary.BigEndian.Uint64(v))
+		e, err = s.reader(tx).byID(u[:], id)
 		return err
 	})
 	return e, err
+}
+
+// byID reads the stored event of the 16-byte uuid u (id, for messages):
+// ErrNotFound when none is stored (a removed event's tombstone included).
+func (w *writer) byID(u []byte, id string) (*outbox.Event, error) {
+	ent, ok := w.lookup(u)
+	if w.err != nil {
+		return nil, w.err
+	}
+	if !ok || ent.seq == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	e, err := w.get(ent.seq)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, w.corrupt("ids names seq %d for %s, which has no record", ent.seq, id)
+	}
+	return e, nil
 }
 
 // Due returns up to n events that are due at now: ready events and those
@@ -383,12 +491,22 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 	if skip == nil {
 		skip = func(uint64) bool { return false }
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		w := &writer{s: s, tx: tx, events: tx.Bucket(bEvents)}
+	err = s.view(func(tx *bolt.Tx) error {
+		w := s.reader(tx)
+		get := func(bucket string, k []byte, seq uint64) (*outbox.Event, error) {
+			e, err := w.get(seq)
+			if err == nil && e == nil {
+				err = w.corrupt("%s entry %x names seq %d, which has no record", bucket, k, seq)
+			}
+			return e, err
+		}
 		nowN := uint64(now.UnixNano())
 		c := tx.Bucket(bDelayed).Cursor()
 		delayed := 0
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) != 16 {
+				return w.corrupt("delayed key %x", k)
+			}
 			if t := binary.BigEndian.Uint64(k[:8]); t > nowN {
 				next = fromNanos(int64(t))
 				break
@@ -401,7 +519,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 				next = now
 				break
 			}
-			e, err := w.get(seq)
+			e, err := get("delayed", k, seq)
 			if err != nil {
 				return err
 			}
@@ -412,11 +530,14 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 		for p := outbox.MaxPriority; p >= 0 && got < n; p-- {
 			c := ready.Bucket(prioNames[p]).Cursor()
 			for k, _ := c.First(); k != nil && got < n; k, _ = c.Next() {
+				if len(k) != 8 {
+					return w.corrupt("ready/%d key %x", p, k)
+				}
 				seq := binary.BigEndian.Uint64(k)
 				if skip(seq) {
 					continue
 				}
-				e, err := w.get(seq)
+				e, err := get(fmt.Sprintf("ready/%d", p), k, seq)
 				if err != nil {
 					return err
 				}
@@ -456,23 +577,27 @@ type Ack struct {
 // changed by an operator meanwhile), and pending events that Due could not
 // have returned (not their entity's head), are left alone.
 func (s *Store) Complete(ctx context.Context, acks []Ack) error {
-	return s.Record(ctx, acks, nil, time.Time{})
+	return s.Record(ctx, acks, nil, 0)
 }
 
 // Failure records a publish attempt that failed with Err. The event goes into
 // backoff until NextAttemptAt, or becomes failed when Permanent is set or it
-// has used its max_attempts.
+// has used its max_attempts. An attempt whose outcome is Unknown (no answer:
+// the stream may hold the event) never fails the event for its attempts, only
+// a Permanent one does: failed means the stream does not hold it, so that an
+// operator's retry cannot publish it twice.
 type Failure struct {
 	Seq           uint64
 	At            time.Time
 	Err           string
 	NextAttemptAt time.Time
 	Permanent     bool
+	Unknown       bool
 }
 
 // Fail records failed attempts in one transaction.
 func (s *Store) Fail(ctx context.Context, fails []Failure) error {
-	return s.Record(ctx, nil, fails, time.Time{})
+	return s.Record(ctx, nil, fails, 0)
 }
 
 // Retry makes a failed event pending again with its attempts reset, and
@@ -505,14 +630,10 @@ func (s *Store) updateByID(ctx context.Context, id string, fn func(*writer, *out
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	var e *outbox.Event
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		w := s.writer(tx)
-		v := tx.Bucket(bIDs).Get(u[:])
-		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
 		var err error
-		if e, err = w.get(binary.BigEndian.Uint64(v)); err != nil {
+		if e, err = w.byID(u[:], id); err != nil {
 			return err
 		}
 		if err := fn(w, e); err != nil {

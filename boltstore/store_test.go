@@ -172,17 +172,40 @@ func assertEventEqual(t testing.TB, want, got *outbox.Event) {
 	check("last_error", got.LastError == want.LastError, want.LastError, got.LastError)
 }
 
-func TestSetMaxPayload(t *testing.T) {
-	s := mustOpen(t, nil)
-	if s.MaxPayload() != outbox.DefaultPayload {
-		t.Fatalf("default limit %d", s.MaxPayload())
+// TestBrokerMaxPayload: the store holds new events to the broker's limit for
+// headers and payload together, assumes NATS's default before the broker has
+// told its own, and keeps the last limit told across a reopen (issue 9 row 2:
+// a relay started while NATS is down accepted payloads it could never
+// publish).
+func TestBrokerMaxPayload(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "o.db")
+	s := mustOpenPath(t, path, &boltstore.Options{Event: outbox.Options{MaxPayload: 4 << 20}})
+	if got, want := s.MaxMessage(), outbox.MessageLimit(outbox.DefaultMaxMessage); got != want {
+		t.Fatalf("limit before the broker told: %d, want %d", got, want)
 	}
-	s.SetMaxPayload(100)
-	_, err := s.Enqueue(context.Background(), &outbox.Event{Type: "t", Payload: make([]byte, 101)})
+	_, err := s.Enqueue(ctx, &outbox.Event{Type: "t", Payload: make([]byte, 1<<20)})
 	if !errors.Is(err, outbox.ErrPayloadTooLarge) {
-		t.Fatalf("over the lowered limit: %v", err)
+		t.Fatalf("1 MiB payload under the assumed 1 MiB broker: %v", err)
 	}
-	if _, err := s.Enqueue(context.Background(), &outbox.Event{Type: "t", Payload: make([]byte, 100)}); err != nil {
-		t.Fatalf("at the limit: %v", err)
+	if err := s.SetBrokerMaxPayload(ctx, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enqueue(ctx, &outbox.Event{Type: "t", Payload: make([]byte, 2<<20)}); err != nil {
+		t.Fatalf("2 MiB under an 8 MiB broker: %v", err)
+	}
+	if err := s.SetBrokerMaxPayload(ctx, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Enqueue(ctx, &outbox.Event{Type: "t", Payload: make([]byte, 60<<10)})
+	if !errors.Is(err, outbox.ErrPayloadTooLarge) {
+		t.Fatalf("60 KiB under a 64 KiB broker: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpenPath(t, path, &boltstore.Options{Event: outbox.Options{MaxPayload: 4 << 20}})
+	if got, want := s.MaxMessage(), outbox.MessageLimit(64<<10); got != want {
+		t.Errorf("after reopen: limit %d, want the last one told, %d", got, want)
 	}
 }

@@ -22,6 +22,7 @@ type writer struct {
 	events, ids, readyB, delayed               *bolt.Bucket
 	byEntity, entities, byStatus, byUserStatus *bolt.Bucket
 	byUser, byType, userCounts, meta           *bolt.Bucket
+	tombstones, idleEntities                   *bolt.Bucket
 
 	c         counts
 	users     map[string]*userCounts // loaded on first touch, saved by finish
@@ -33,6 +34,28 @@ type writer struct {
 	// it saves put a lookup of the old size.
 	lastSeq  uint64
 	lastSize int
+	// err is the first damage found in stored bytes (ErrCorrupt): it
+	// sticks, so that helpers without an error result can report it, and
+	// finish returns it, rolling the transaction back.
+	err error
+}
+
+// corrupt records damage found in the file (the first one sticks) and
+// returns the sticky error.
+func (w *writer) corrupt(format string, args ...any) error {
+	if w.err == nil {
+		w.err = fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	return w.err
+}
+
+// seqValue decodes an index value that holds a seq (by_entity, ids).
+func (w *writer) seqValue(bucket string, k, v []byte) uint64 {
+	if len(v) != 8 {
+		w.corrupt("%s entry %x holds %d bytes, want a sequence of 8", bucket, k, len(v))
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
 }
 
 func (s *Store) writer(tx *bolt.Tx) *writer {
@@ -51,12 +74,16 @@ func (s *Store) reader(tx *bolt.Tx) *writer {
 		byEntity: tx.Bucket(bByEntity), entities: tx.Bucket(bEntities), byStatus: tx.Bucket(bByStatus),
 		byUserStatus: tx.Bucket(bByUserStatus), byUser: tx.Bucket(bByUser), byType: tx.Bucket(bByType),
 		userCounts: tx.Bucket(bUserCounts), meta: tx.Bucket(bMeta),
+		tombstones: tx.Bucket(bTombstones), idleEntities: tx.Bucket(bIdleEntities),
 	}
 }
 
 // finish saves the counters and the stale watermark, and arranges the
 // relay's wake-up on commit.
 func (w *writer) finish() error {
+	if w.err != nil {
+		return w.err
+	}
 	if w.wake {
 		w.tx.OnCommit(w.s.signal)
 	}
@@ -101,9 +128,10 @@ func rprio(p int) byte { return byte(outbox.MaxPriority - p) }
 // by_user_status: status(1)|rank(1)|time(8)|seq(8). A completed event has
 // rank 0 and its completed_at as time, so completed events are in completion
 // order (retention reads them oldest first); the others have 9-priority as
-// rank and their created_at as time, so each status is listed highest
-// priority first, oldest first within a priority, and the oldest pending
-// event of each priority is the first key of its range.
+// rank and their accepted_at as time (the store's clock, never the client's
+// created_at), so each status is listed highest priority first, oldest first
+// within a priority, and the oldest pending event of each priority is the
+// first key of its range.
 func stateKey(e *outbox.Event) []byte {
 	return appendStateKey(make([]byte, 0, 18), e)
 }
@@ -114,7 +142,7 @@ func appendStateKey(k []byte, e *outbox.Event) []byte {
 		return appendTimeKey(k, e.CompletedAt, e.Seq)
 	}
 	k = append(k, statusCode(e.Status), rprio(e.Priority))
-	return appendTimeKey(k, e.CreatedAt, e.Seq)
+	return appendTimeKey(k, e.AcceptedAt, e.Seq)
 }
 
 func userStateKey(e *outbox.Event) []byte {
@@ -196,7 +224,11 @@ func (w *writer) user(id string) *userCounts {
 	if w.users == nil {
 		w.users = make(map[string]*userCounts, 4)
 	}
-	u := loadUserCounts(w.userCounts.Get(lenPrefixed(id, 0)))
+	k := lenPrefixed(id, 0)
+	u, err := loadUserCounts(w.userCounts.Get(k))
+	if err != nil {
+		w.corrupt("user_counts entry %x: %v", k, err)
+	}
 	w.users[id] = u
 	return u
 }
@@ -310,16 +342,29 @@ func (w *writer) noteCompleted(user string, t time.Time) {
 
 func (w *writer) enqueue(e *outbox.Event, now time.Time) (int, error) {
 	u := uuid.MustParse(e.ID)
-	if v := w.ids.Get(u[:]); v != nil {
-		stored, err := w.get(binary.BigEndian.Uint64(v))
+	if ent, ok := w.lookup(u[:]); ok {
+		if ent.seq == 0 { // removed within the idempotency window
+			if ent.tomb.hash != e.ContentHash() {
+				return 0, fmt.Errorf("%w: %s (removed %s)", ErrDuplicate, e.ID, fromNanos(ent.tomb.removedAt).Format(time.RFC3339))
+			}
+			e.Status, e.Seq, e.EntitySeq = outbox.StatusRemoved, 0, 0
+			return 0, nil
+		}
+		stored, err := w.get(ent.seq)
 		if err != nil {
 			return 0, err
 		}
-		if stored == nil || !stored.SameContent(e) {
+		if stored == nil {
+			return 0, w.corrupt("ids names seq %d for %s, which has no record", ent.seq, e.ID)
+		}
+		if !stored.SameContent(e) {
 			return 0, fmt.Errorf("%w: %s", ErrDuplicate, e.ID)
 		}
 		*e = *stored
 		return 0, nil
+	}
+	if w.err != nil {
+		return 0, w.err
 	}
 	seq, err := w.events.NextSequence()
 	if err != nil {
@@ -331,16 +376,21 @@ func (w *writer) enqueue(e *outbox.Event, now time.Time) (int, error) {
 		e.CreatedAt = now
 	}
 	e.CreatedAt = e.CreatedAt.UTC()
+	e.AcceptedAt = now
 	e.AttemptCount, e.LastError = 0, ""
 	e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt = time.Time{}, time.Time{}, time.Time{}
 	e.EntitySeq = 0
 	head := true
 	if e.EntityID != "" {
 		key := lenPrefixed(e.EntityID, 0)
-		last, open := entityMeta(w.entities.Get(key))
-		e.EntitySeq = last + 1
-		head = open == 0
-		if err := w.entities.Put(key, entityMetaBytes(e.EntitySeq, open+1)); err != nil {
+		st := w.entity(key)
+		if err := w.busy(key, &st); err != nil {
+			return 0, err
+		}
+		e.EntitySeq = st.last + 1
+		head = st.open == 0
+		st.last, st.open = e.EntitySeq, st.open+1
+		if err := w.putEntity(key, st); err != nil {
 			return 0, err
 		}
 		if err := w.byEntity.Put(entityKey(e.EntityID, e.EntitySeq), u64(seq)); err != nil {
@@ -399,7 +449,7 @@ func (w *writer) unready(e *outbox.Event) error {
 
 // setStatus writes e with a new status, moving its index entries and
 // counters. e's other fields may have changed, but not those the indexes
-// are keyed by (priority, created_at, completed_at of a completed event).
+// are keyed by (priority, accepted_at, completed_at of a completed event).
 func (w *writer) setStatus(e *outbox.Event, st outbox.Status) error {
 	if e.Status != st {
 		if err := w.dropState(e); err != nil {
@@ -417,11 +467,11 @@ func (w *writer) setStatus(e *outbox.Event, st outbox.Status) error {
 // entity has one unfinished event less and the next one leads.
 func (w *writer) finishEntity(e *outbox.Event) error {
 	key := lenPrefixed(e.EntityID, 0)
-	last, open := entityMeta(w.entities.Get(key))
-	if open > 0 {
-		open--
+	st := w.entity(key)
+	if st.open > 0 {
+		st.open--
 	}
-	if err := w.entities.Put(key, entityMetaBytes(last, open)); err != nil {
+	if err := w.putEntity(key, st); err != nil {
 		return err
 	}
 	return w.promote(e.EntityID, e.EntitySeq+1)
@@ -433,11 +483,15 @@ func (w *writer) promote(entity string, from uint64) error {
 	pfx := lenPrefixed(entity, 0)
 	c := w.byEntity.Cursor()
 	for k, v := c.Seek(entityKey(entity, from)); k != nil && hasPrefix(k, pfx) && len(k) == len(pfx)+8; k, v = c.Next() {
-		e, err := w.get(binary.BigEndian.Uint64(v))
+		seq := w.seqValue("by_entity", k, v)
+		e, err := w.get(seq)
 		if err != nil {
 			return err
 		}
-		if e == nil || e.Status == outbox.StatusCompleted {
+		if e == nil {
+			return w.corrupt("by_entity entry %x names seq %d, which has no record", k, seq)
+		}
+		if e.Status == outbox.StatusCompleted {
 			continue
 		}
 		if e.Status == outbox.StatusPending && !w.isReady(e) {
@@ -491,9 +545,10 @@ func (w *writer) remove(e *outbox.Event, wasHead bool) error {
 		w.lastSeq = 0
 	}
 	u := uuid.MustParse(e.ID)
+	now := w.s.opts.Now().UTC()
 	for _, del := range []func() error{
 		func() error { return w.events.Delete(key) },
-		func() error { return w.ids.Delete(u[:]) },
+		func() error { return w.bury(u[:], e, now) },
 		func() error { return w.byType.Delete(typeKey(e.Type, e.Seq)) },
 		func() error { return w.dropState(e) },
 	} {
@@ -514,18 +569,16 @@ func (w *writer) remove(e *outbox.Event, wasHead bool) error {
 	if err := w.byEntity.Delete(entityKey(e.EntityID, e.EntitySeq)); err != nil {
 		return err
 	}
-	if e.Status == outbox.StatusCompleted {
-		return nil
-	}
 	ekey := lenPrefixed(e.EntityID, 0)
-	last, open := entityMeta(w.entities.Get(ekey))
-	if open > 0 {
-		open--
+	st := w.entity(ekey)
+	unfinished := e.Status != outbox.StatusCompleted && st.open > 0
+	if unfinished {
+		st.open--
 	}
-	if err := w.entities.Put(ekey, entityMetaBytes(last, open)); err != nil {
+	if err := w.settle(ekey, st, unfinished, now); err != nil {
 		return err
 	}
-	if wasHead {
+	if wasHead && e.Status != outbox.StatusCompleted {
 		return w.promote(e.EntityID, e.EntitySeq+1)
 	}
 	return nil
@@ -539,7 +592,7 @@ func (w *writer) complete(e *outbox.Event, now time.Time) error {
 	e.CompletedAt = now
 	if w.s.opts.RemoveOnAck {
 		w.noteCompleted(e.UserID, now)
-		// The keys remove needs (status, priority, created_at) are as
+		// The keys remove needs (status, priority, accepted_at) are as
 		// stored; only attempt fields changed.
 		return w.remove(e, true)
 	}
@@ -556,18 +609,8 @@ func hasPrefix(k, pfx []byte) bool {
 	return len(k) >= len(pfx) && string(k[:len(pfx)]) == string(pfx)
 }
 
-func entityMeta(v []byte) (last, open uint64) {
-	if len(v) != 16 {
-		return 0, 0
-	}
-	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-}
-
-func entityMetaBytes(last, open uint64) []byte {
-	return binary.BigEndian.AppendUint64(u64(last), open)
-}
-
-// exists reports whether an event with that id is stored.
+// exists reports whether an event with that id is stored, or was removed
+// within the idempotency window.
 func (w *writer) exists(id string) bool {
 	u, err := uuid.Parse(id)
 	return err == nil && w.ids.Get(u[:]) != nil

@@ -11,18 +11,43 @@
 //
 //   - ErrUnavailable: the broker could not be reached, or could not answer
 //     for the stream right now (disconnected, reconnecting, JetStream or the
-//     stream leader unavailable, back-pressure). The outcome is unknown: publish
-//     again later with the same id, consuming no attempt.
+//     stream leader unavailable, back-pressure). Publish again later with the
+//     same id, consuming no attempt.
 //   - ErrPermanent: the publish can never succeed (message over the stream's
 //     or server's size limit, sealed stream, wrong stream).
 //   - anything else: a failed attempt; back off and retry.
 //
+// Independently it says whether the stream may hold the message: an error
+// that is not the server's answer to the publish and came after the message
+// may have reached the server (a timeout, a connection lost with the ack
+// pending, an unreadable ack) also wraps ErrUnknownOutcome. Such an attempt
+// must not fail the event: publish it again with the same id inside the
+// stream's duplicate window, where a duplicate ack says it was stored. Server
+// answers (a JetStream API error, no responders) and errors that mean the
+// message was never sent do not wrap it.
+//
 // A duplicate ack (the stream had the id already) is a success.
+//
+// # Reading the stream back
+//
+// LastSeq gives the stream's last sequence: whatever is published after it
+// is stored at a higher one. StoredFrom reads back, headers only, every
+// message on the publisher's subjects from a sequence to the stream's last
+// message at the time of the call (StoredSince from a time, for the marks of
+// older relays). A read-back ends when it has seen that last sequence, or
+// when a fetch comes back empty and the consumer has nothing left to deliver;
+// an empty fetch alone, which a slow server can give while messages remain,
+// does not end it.
+//
+// Config.Source (ce-source, default outbox.DefaultSource) is held to
+// outbox.ValidateSource: it is part of every message's headers, which
+// outbox.HeaderAllowance bounds.
 //
 // # Caveats
 //
 // When the connection drops, every pending future fails with
 // nats.ErrDisconnected, even for messages the server stored; Classify calls
-// that ErrUnavailable, and the re-publish with the same id is de-duplicated by
-// the stream within its duplicate window.
+// that ErrUnavailable and ErrUnknownOutcome. The re-publish with the same id
+// is de-duplicated by the stream within its duplicate window; past it only a
+// read-back (StoredFrom) can tell.
 package publisher

@@ -79,6 +79,9 @@ func (c *Config) setDefaults() {
 	if c.Name == "" {
 		c.Name = "fitiqcore-outbox-relay"
 	}
+	if c.Source == "" {
+		c.Source = outbox.DefaultSource
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,6 +110,11 @@ func (c *Config) Validate() error {
 	case c.MaxPending < 1:
 		return bad("relay.max_in_flight", "must be at least 1")
 	}
+	// ce-source goes into every message's headers: outbox.HeaderAllowance
+	// counts on it being at most outbox.MaxSourceLen printable bytes.
+	if err := outbox.ValidateSource(c.Source); err != nil {
+		return bad("stream.source", "%v", err)
+	}
 	return nil
 }
 
@@ -116,6 +124,10 @@ type Publisher struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+
+	// fetchWait is how long the i-th fetch of a read-back waits for
+	// messages (1s; tests shorten some to stand for a slow server).
+	fetchWait func(i int) time.Duration
 
 	mu        sync.Mutex
 	readyConn uint64 // reconnect count at which the stream was last ensured
@@ -134,7 +146,7 @@ func Connect(cfg Config) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	p := &Publisher{cfg: cfg, log: cfg.Logger, fetchWait: func(int) time.Duration { return time.Second }}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -310,17 +322,28 @@ func (p *Publisher) MaxPayload() int64 { return p.nc.MaxPayload() }
 // response from stream" is probed: when JetStream or the stream does not
 // answer either, the broker is unavailable; when the stream answers, no
 // stream covers the subject and the attempt counts.
+//
+// It also wraps ErrUnknownOutcome when err is not an answer to the publish
+// and the message may have reached the stream: a timeout, a connection lost
+// with the ack pending, an unreadable ack. Errors that mean the message was
+// never sent (back-pressure, a closed or reconnecting connection refusing the
+// publish, a payload over max_payload) and the server's answers (a JetStream
+// API error, no responders) say the stream does not hold it.
 func (p *Publisher) Classify(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPermanent) {
 		return err
 	}
-	unavailable := func() error { p.markUnready(); return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+	unavailable := func(err error) error { p.markUnready(); return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+	unknown := func(err error) error { return fmt.Errorf("%w: %w", ErrUnknownOutcome, err) }
 	switch {
-	case errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrConnectionDraining),
+	case errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionClosed):
+		// A pending future fails so on a disconnect even for a message the
+		// server stored.
+		return unavailable(unknown(err))
+	case errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrConnectionDraining),
 		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, jetstream.ErrTooManyStalledMsgs),
 		errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrInvalidConnection):
-		return unavailable()
+		return unavailable(err)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout),
@@ -328,12 +351,15 @@ func (p *Publisher) Classify(ctx context.Context, err error) error {
 		// A cut network leaves the connection "connected" until pings fail:
 		// a timeout counts as an attempt only when the server answers a ping.
 		if !p.nc.IsConnected() || p.pingProbe() != nil {
-			return unavailable()
+			return unavailable(unknown(err))
 		}
-		return err
+		return unknown(err)
+	case errors.Is(err, jetstream.ErrInvalidJSAck), errors.Is(err, context.Canceled):
+		// An ack that cannot be read, a wait given up: sent all the same.
+		return unknown(err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
 		if !p.nc.IsConnected() || p.probe(ctx) != nil {
-			return unavailable()
+			return unavailable(err)
 		}
 		return err
 	}
@@ -346,10 +372,10 @@ func (p *Publisher) Classify(ctx context.Context, err error) error {
 			if apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10077 {
 				p.log.Error("jetstream cannot store: check the server's disk and limits", "err", err)
 			}
-			return unavailable()
+			return unavailable(err)
 		}
 		if apiErr.Code == 503 {
-			return unavailable()
+			return unavailable(err)
 		}
 	}
 	return err

@@ -3,6 +3,7 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,23 +129,32 @@ func TestClassify(t *testing.T) {
 	if tooLarge == nil {
 		t.Fatal("a message over the stream's max_msg_size was accepted")
 	}
+	// unknown: the error is no answer from the stream, which may hold the
+	// message (publisher.ErrUnknownOutcome): the relay never fails an event
+	// for such an attempt.
 	tests := []struct {
-		name string
-		err  error
-		want error // nil: a plain failed attempt
+		name    string
+		err     error
+		want    error // nil: a plain failed attempt
+		unknown bool
 	}{
-		{"disconnected", nats.ErrDisconnected, publisher.ErrUnavailable},
-		{"reconnecting", nats.ErrConnectionReconnecting, publisher.ErrUnavailable},
-		{"closed", nats.ErrConnectionClosed, publisher.ErrUnavailable},
-		{"stalled", jetstream.ErrTooManyStalledMsgs, publisher.ErrUnavailable},
-		{"503", &jetstream.APIError{Code: 503, ErrorCode: 10008}, publisher.ErrUnavailable},
-		{"insufficient resources", &jetstream.APIError{Code: 503, ErrorCode: 10023}, publisher.ErrUnavailable},
-		{"too large (server answer)", tooLarge, publisher.ErrPermanent},
-		{"max payload", nats.ErrMaxPayload, publisher.ErrPermanent},
-		{"sealed", &jetstream.APIError{Code: 400, ErrorCode: 10109}, publisher.ErrPermanent},
-		{"timeout while connected", jetstream.ErrAsyncPublishTimeout, nil},
-		{"no stream response, stream answers", jetstream.ErrNoStreamResponse, nil},
-		{"other", errors.New("boom"), nil},
+		{"disconnected", nats.ErrDisconnected, publisher.ErrUnavailable, true},
+		{"closed", nats.ErrConnectionClosed, publisher.ErrUnavailable, true},
+		{"reconnecting", nats.ErrConnectionReconnecting, publisher.ErrUnavailable, false},
+		{"stalled", jetstream.ErrTooManyStalledMsgs, publisher.ErrUnavailable, false},
+		{"reconnect buffer full", nats.ErrReconnectBufExceeded, publisher.ErrUnavailable, false},
+		{"503", &jetstream.APIError{Code: 503, ErrorCode: 10008}, publisher.ErrUnavailable, false},
+		{"insufficient resources", &jetstream.APIError{Code: 503, ErrorCode: 10023}, publisher.ErrUnavailable, false},
+		{"too large (server answer)", tooLarge, publisher.ErrPermanent, false},
+		{"max payload", nats.ErrMaxPayload, publisher.ErrPermanent, false},
+		{"sealed", &jetstream.APIError{Code: 400, ErrorCode: 10109}, publisher.ErrPermanent, false},
+		{"timeout while connected", jetstream.ErrAsyncPublishTimeout, nil, true},
+		{"request timeout while connected", nats.ErrTimeout, nil, true},
+		{"deadline while connected", context.DeadlineExceeded, nil, true},
+		{"unreadable ack", jetstream.ErrInvalidJSAck, nil, true},
+		{"no stream response, stream answers", jetstream.ErrNoStreamResponse, nil, false},
+		{"wrong last sequence (server answer)", &jetstream.APIError{Code: 400, ErrorCode: 10071}, nil, false},
+		{"other", errors.New("boom"), nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,6 +167,9 @@ func TestClassify(t *testing.T) {
 					t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
 				}
 			}
+			if errors.Is(got, publisher.ErrUnknownOutcome) != tt.unknown {
+				t.Errorf("Classify(%v) = %v: unknown outcome %v, want %v", tt.err, got, !tt.unknown, tt.unknown)
+			}
 		})
 	}
 	// With the server gone, a timeout or no-response is an outage.
@@ -166,6 +179,9 @@ func TestClassify(t *testing.T) {
 		if got := p.Classify(context.Background(), err); !errors.Is(got, publisher.ErrUnavailable) {
 			t.Errorf("while disconnected, Classify(%v) = %v", err, got)
 		}
+	}
+	if got := p.Classify(context.Background(), jetstream.ErrAsyncPublishTimeout); !errors.Is(got, publisher.ErrUnknownOutcome) {
+		t.Errorf("while disconnected, a timeout is still of unknown outcome: %v", got)
 	}
 }
 
@@ -193,11 +209,19 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{func(c *publisher.Config) { c.Stream.Replicas = 9 }, "stream.replicas"},
 		{func(c *publisher.Config) { c.Stream.Storage = "disk" }, "stream.storage"},
 		{func(c *publisher.Config) { c.Stream.DuplicateWindow = time.Millisecond }, "stream.duplicate_window"},
+		// ce-source travels in every header block: outbox.HeaderAllowance
+		// counts on outbox.ValidateSource's bounds.
+		{func(c *publisher.Config) { c.Source = "urn:a b" }, "stream.source"},
+		{func(c *publisher.Config) { c.Source = "urn:\x00" }, "stream.source"},
+		{func(c *publisher.Config) { c.Source = "urn:" + strings.Repeat("x", outbox.MaxSourceLen) }, "stream.source"},
 	}
 	for _, tt := range tests {
 		cfg := publisher.Config{URL: "nats://127.0.0.1:1", SubjectPrefix: "app", Stream: publisher.StreamConfig{Name: "APP"}}
 		tt.edit(&cfg)
-		_, err := publisher.Connect(cfg)
+		p, err := publisher.Connect(cfg)
+		if err == nil {
+			p.Close()
+		}
 		if !errors.Is(err, publisher.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("%s: %v", tt.field, err)
 		}
@@ -246,5 +270,163 @@ func TestStoredSince(t *testing.T) {
 	n := 0
 	if err := p.StoredSince(context.Background(), time.Now().Add(time.Hour), func(publisher.Stored) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("from the future: %d ids, %v", n, err)
+	}
+}
+
+func TestConfigDefaultSource(t *testing.T) {
+	ns := natstest.Start(t)
+	p := connect(t, ns.URL(), true)
+	if got := p.Config().Source; got != outbox.DefaultSource {
+		t.Errorf("default source %q, want %q", got, outbox.DefaultSource)
+	}
+	p = connect(t, ns.URL(), true, func(c *publisher.Config) { c.Source = "urn:fitiq:api" })
+	if got := p.Config().Source; got != "urn:fitiq:api" {
+		t.Errorf("source %q, want the configured one", got)
+	}
+}
+
+// publishN publishes n events with the real publisher and returns their ids
+// and the stream sequence of the first.
+func publishN(t *testing.T, p *publisher.Publisher, n int) (ids []string, first uint64) {
+	t.Helper()
+	for i := range n {
+		e := event("read.back")
+		ack, err := p.Publish(context.Background(), e, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = ack.Sequence
+		}
+		ids = append(ids, e.ID)
+	}
+	return ids, first
+}
+
+func storedFrom(t *testing.T, p *publisher.Publisher, from uint64) []publisher.Stored {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []publisher.Stored
+	if err := p.StoredFrom(ctx, from, func(s publisher.Stored) error { got = append(got, s); return nil }); err != nil {
+		t.Fatalf("StoredFrom(%d): %v", from, err)
+	}
+	return got
+}
+
+func TestStoredFromAndLastSeq(t *testing.T) {
+	ns := natstest.Start(t)
+	p := connect(t, ns.URL(), true)
+	ready(t, p)
+	if n, err := p.LastSeq(context.Background()); err != nil || n != 0 {
+		t.Fatalf("LastSeq of an empty stream: %d, %v", n, err)
+	}
+	if got := storedFrom(t, p, 1); len(got) != 0 {
+		t.Fatalf("an empty stream read back %d messages", len(got))
+	}
+	before, _ := publishN(t, p, 30)
+	_, js := ns.Connect(t)
+	if _, err := js.Publish(context.Background(), "other.subject", nil); err == nil {
+		t.Fatal("a subject outside the stream was stored")
+	}
+	mark, err := p.LastSeq(context.Background())
+	if err != nil || mark != 30 {
+		t.Fatalf("LastSeq after 30 publishes: %d, %v", mark, err)
+	}
+	late, first := publishN(t, p, 2500) // more than one fetch
+	if first != mark+1 {
+		t.Fatalf("first publish after LastSeq %d stored at %d, want %d", mark, first, mark+1)
+	}
+	tests := []struct {
+		name string
+		from uint64
+		want []string
+	}{
+		{"from the mark on", mark + 1, late},
+		{"from the start (0)", 0, append(slices.Clone(before), late...)},
+		{"from 1", 1, append(slices.Clone(before), late...)},
+		{"the last one", mark + 2500, late[2499:]},
+		{"past the end", mark + 2501, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := storedFrom(t, p, tt.from)
+			if len(got) != len(tt.want) {
+				t.Fatalf("read back %d ids from %d, want %d", len(got), tt.from, len(tt.want))
+			}
+			for i := range got {
+				if got[i].ID != tt.want[i] || got[i].StreamSeq < max(tt.from, 1) {
+					t.Fatalf("message %d: %+v, want id %s at seq >= %d", i, got[i], tt.want[i], tt.from)
+				}
+			}
+		})
+	}
+}
+
+// TestReadBackOutlastsEmptyFetches settles a suspected defect (issue 9): the
+// read-back ended at its first empty fetch, so a server slow to answer a
+// fetch ended it early and the relay published again what the stream held.
+// Every other fetch expires after a nanosecond, before the server can answer:
+// it comes back empty while messages remain, as from a slow server, and the
+// read-back must still deliver every message once, in order, up to the last.
+func TestReadBackOutlastsEmptyFetches(t *testing.T) {
+	ns := natstest.Start(t)
+	p := connect(t, ns.URL(), true)
+	ready(t, p)
+	ids, _ := publishN(t, p, 3000)
+	publisher.SetFetchWait(p, func(i int) time.Duration {
+		if i%2 == 0 {
+			return time.Nanosecond
+		}
+		return time.Second
+	})
+	for _, read := range []struct {
+		name string
+		run  func(fn func(publisher.Stored) error) error
+	}{
+		{"StoredFrom", func(fn func(publisher.Stored) error) error { return p.StoredFrom(context.Background(), 1, fn) }},
+		{"StoredSince", func(fn func(publisher.Stored) error) error {
+			return p.StoredSince(context.Background(), time.Now().Add(-time.Hour), fn)
+		}},
+	} {
+		t.Run(read.name, func(t *testing.T) {
+			var got []string
+			if err := read.run(func(s publisher.Stored) error { got = append(got, s.ID); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, ids) {
+				t.Fatalf("read back %d of %d messages", len(got), len(ids))
+			}
+		})
+	}
+}
+
+// TestReadBackEndsWhenNothingIsPending: when the stream's last message is not
+// on the publisher's subjects, the read-back never sees it and ends because
+// the consumer has nothing left to deliver.
+func TestReadBackEndsWhenNothingIsPending(t *testing.T) {
+	ns := natstest.Start(t)
+	_, js := ns.Connect(t)
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.>", "other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := connect(t, ns.URL(), false)
+	ready(t, p)
+	ids, _ := publishN(t, p, 10)
+	if _, err := js.Publish(context.Background(), "other.thing", nil); err != nil {
+		t.Fatal(err)
+	}
+	publisher.SetFetchWait(p, func(i int) time.Duration { return 50 * time.Millisecond })
+	var got []string
+	if err := p.StoredFrom(t.Context(), 1, func(s publisher.Stored) error { got = append(got, s.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("read back %v, want %v", got, ids)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.StoredFrom(ctx, 1, func(publisher.Stored) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("with ctx done: %v", err)
 	}
 }

@@ -9,43 +9,93 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stored is one message found in the stream by StoredSince.
+// Stored is one message found in the stream by StoredFrom or StoredSince.
 type Stored struct {
 	ID        string    // Nats-Msg-Id: the event id
 	StreamSeq uint64    // its sequence in the stream
 	Time      time.Time // when the server stored it
 }
 
-// StoredSince reads back, headers only, every message the stream stored on
-// the publisher's subjects from time since on, up to the stream's last
-// message at the time of the call, and calls fn for each. It is how a
-// restarted relay learns which of the events it had in flight when it died
-// are already in the stream, however long ago: JetStream's de-duplication
-// forgets ids after the duplicate window, the stream does not.
-func (p *Publisher) StoredSince(ctx context.Context, since time.Time, fn func(Stored) error) error {
-	st, err := p.js.Stream(ctx, p.cfg.Stream.Name)
+// LastSeq is the stream's last sequence now (its state's LastSeq; a purge
+// keeps it). Every message published after the call is stored, if at all, at
+// a higher sequence: the relay's read-back mark is built on that.
+func (p *Publisher) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := p.streamInfo(ctx)
 	if err != nil {
-		return fmt.Errorf("publisher: read back: %w", err)
+		return 0, fmt.Errorf("publisher: last sequence: %w", err)
 	}
-	info, err := st.Info(ctx)
+	return info.State.LastSeq, nil
+}
+
+// StoredFrom reads back, headers only, every message the stream holds on the
+// publisher's subjects from stream sequence from on, up to the stream's last
+// message at the time of the call, and calls fn for each in stream order. It
+// is how a restarted relay learns which of the events it had in flight when
+// it died are already in the stream, however long ago: JetStream's
+// de-duplication forgets ids after the duplicate window, the stream does not.
+// from 0 reads from the start.
+func (p *Publisher) StoredFrom(ctx context.Context, from uint64, fn func(Stored) error) error {
+	info, err := p.streamInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("publisher: read back: %w", err)
 	}
 	last := info.State.LastSeq
-	if info.State.Msgs == 0 || info.State.LastTime.Before(since) {
+	if info.State.Msgs == 0 || last < from {
 		return nil
 	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{p.cfg.SubjectPrefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &since,
-		HeadersOnly:    true,
-	})
+	return p.readBack(ctx, last, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   max(from, 1),
+	}, fn)
+}
+
+// StoredSince is StoredFrom from the first message stored at or after time
+// since by the server's clock. It serves the time-based mark of a store
+// file written by an older relay; the relay's own mark is a sequence, which
+// does not depend on clocks agreeing.
+func (p *Publisher) StoredSince(ctx context.Context, since time.Time, fn func(Stored) error) error {
+	info, err := p.streamInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("publisher: read back: %w", err)
 	}
-	for {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+	if info.State.Msgs == 0 || info.State.LastTime.Before(since) {
+		return nil
+	}
+	return p.readBack(ctx, info.State.LastSeq, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &since,
+	}, fn)
+}
+
+func (p *Publisher) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	st, err := p.js.Stream(ctx, p.cfg.Stream.Name)
+	if err != nil {
+		return nil, err
+	}
+	return st.Info(ctx)
+}
+
+// readBack delivers the messages of an ordered consumer configured by cc (the
+// start) until it has seen stream sequence last or the server says nothing on
+// the publisher's subjects is left to deliver. An empty fetch alone does not
+// end it: a slow or busy server can let a fetch expire with messages still
+// to come. ctx bounds it.
+func (p *Publisher) readBack(ctx context.Context, last uint64, cc jetstream.OrderedConsumerConfig, fn func(Stored) error) error {
+	st, err := p.js.Stream(ctx, p.cfg.Stream.Name)
+	if err != nil {
+		return fmt.Errorf("publisher: read back: %w", err)
+	}
+	cc.FilterSubjects = []string{p.cfg.SubjectPrefix + ".>"}
+	cc.HeadersOnly = true
+	c, err := st.OrderedConsumer(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("publisher: read back: %w", err)
+	}
+	for i := 0; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(p.fetchWait(i)))
 		if err != nil {
 			return fmt.Errorf("publisher: read back: %w", err)
 		}
@@ -68,12 +118,18 @@ func (p *Publisher) StoredSince(ctx context.Context, since time.Time, fn func(St
 		if err := batch.Error(); err != nil {
 			return fmt.Errorf("publisher: read back: %w", err)
 		}
-		if n == 0 {
-			// Nothing more on our subjects up to the end of the stream.
-			return nil
+		if n > 0 {
+			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		// An empty fetch: done only when the consumer has nothing left on
+		// our subjects (the last message may be on another subject, or
+		// gone by the stream's limits).
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("publisher: read back: %w", err)
+		}
+		if ci.NumPending == 0 {
+			return nil
 		}
 	}
 }

@@ -5,24 +5,74 @@
 //
 // # Guarantees
 //
-//   - At least once into JetStream, exactly once in the stream within its
-//     duplicate window: every publish carries Nats-Msg-Id = event id, and an
-//     event is completed only after its ack (a duplicate ack counts).
+//   - At least once into JetStream, exactly once in the stream: every publish
+//     carries Nats-Msg-Id = event id, and an event is completed only after its
+//     ack (a duplicate ack counts). Inside the stream's duplicate window
+//     JetStream de-duplicates a re-send; outside it the relay reads the stream
+//     back before it sends again what may be there (see Unknown outcomes).
 //   - Per-entity order: the store makes only an entity's head ready, so an
 //     event is never published while an earlier one of its entity is
 //     unfinished, whatever the priorities and retries.
 //   - Per-event retries: a failed attempt sets attempt_count+1, last_error and
 //     next_attempt_at from exponential backoff with jitter (the event's own
 //     policy, or the relay's); at max_attempts the event becomes failed.
+//   - Failed means the stream does not hold the event: only an attempt the
+//     server answered (a JetStream error, no stream for the subject) or a
+//     permanent error counts towards failing it, so an operator's retry of a
+//     failed event cannot publish it twice.
 //   - Outages cost nothing: while NATS (or the stream) is unreachable the relay
 //     pauses; events whose outcome is unknown stay pending with no attempt
 //     consumed and are published again, with the same id, once it is back.
 //   - Crash safety: in-flight state lives only in memory; after a crash every
-//     unfinished event is still pending in the store and is published again.
+//     unfinished event is still pending in the store, and the start-up
+//     read-back completes those the stream already holds.
+//
+// # Unknown outcomes
+//
+// A publish that got no answer (a timeout, a connection lost with the ack
+// pending, a crash) may be in the stream: publisher.Classify wraps such
+// errors in publisher.ErrUnknownOutcome. Such an attempt never fails the
+// event (boltstore.Failure.Unknown), whatever its max_attempts; the next
+// attempt is scheduled no later than half of Config.DuplicateWindow after the
+// send, so that JetStream answers it for sure, a duplicate ack if it stored
+// the first. An event whose first unknown publish is older than three
+// quarters of the window when it is due again (a long outage, repeated
+// timeouts) is not sent blind: the relay first reads the stream back from
+// that publish's mark and completes the event if the stream holds it.
+//
+// The read-back mark, recorded with every batch, is a stream sequence: for
+// each publish the relay keeps the stream's last sequence it had seen before
+// sending (the stream's LastSeq when the publisher became ready, then the
+// highest ack), and the mark is the least such sequence + 1 over the
+// publishes in flight or of unknown outcome. A publish sent after the relay
+// saw sequence L is stored, if at all, after L; no clock is involved, so a
+// relay host whose clock differs from the servers' reads back exactly what it
+// must. At start the relay reads the stream back from the mark (from a time
+// less Config.ClockSkew for a file written by an older build, whose mark is a
+// time). A mark above the stream's last sequence (the stream was deleted and
+// created again) reads the stream from its start.
+//
+// An unknown outcome whose event an operator deletes, completes or fails is
+// forgotten within seconds (the relay checks such entries with Store.Get
+// every 5 s), so that it does not hold the mark back for good.
+//
+// # Broker limits
+//
+// Each time the publisher becomes ready the relay tells the store the
+// broker's max_payload (Store.SetBrokerMaxPayload), so that the store never
+// accepts an event the broker could not carry.
+//
+// # Timers
+//
+// The reader sleeps until the next delayed event falls due, never less than
+// zero and never more than a minute (the store's times are wall-clock times;
+// a clock set forward must not hold events back). Backoff is computed in
+// constant time and bounded by the policy's MaxInterval × (1+Jitter).
 //
 // # Concurrency
 //
-// Run owns three goroutines: the reader (reads due events, publishes), the
-// waiter (awaits acks in publish order) and the completer (writes outcomes in
-// batches). One Relay per store.
+// Run owns three goroutines: the reader (reads due events, publishes, reads
+// the stream back), the waiter (awaits acks in publish order) and the
+// completer (writes outcomes in batches, sweeps unknown outcomes). One Relay
+// per store.
 package relay

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/publisher"
@@ -23,15 +23,22 @@ type Store interface {
 	// delayed event falls due (zero when none). An error stops the relay.
 	Due(ctx context.Context, now time.Time, n int, skip func(seq uint64) bool) (events []*outbox.Event, next time.Time, err error)
 	// Record marks acked events completed and records failed attempts, in
-	// one transaction, together with the in-flight mark when it is not zero.
-	Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark time.Time) error
-	// Mark returns the in-flight mark last recorded (zero when none): every
-	// publish whose outcome was unknown when the relay stopped was sent at or
-	// after it.
-	Mark(ctx context.Context) (time.Time, error)
+	// one transaction, together with the read-back mark when it is not 0:
+	// the stream sequence from which a restarted relay reads the stream
+	// back. An error stops the relay.
+	Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error
+	// Mark returns the read-back mark last recorded (0 when none): every
+	// publish whose outcome was unknown when the relay stopped was stored, if
+	// at all, at that stream sequence or later. since is the time-based mark
+	// of an older build, used when from is 0.
+	Mark(ctx context.Context) (from uint64, since time.Time, err error)
 	// Get returns the event with that id, or an error wrapping
 	// boltstore.ErrNotFound.
 	Get(ctx context.Context, id string) (*outbox.Event, error)
+	// SetBrokerMaxPayload holds new events to what a broker whose
+	// max_payload is n can carry. The relay calls it whenever the publisher
+	// becomes ready; an error is logged and the relay goes on.
+	SetBrokerMaxPayload(ctx context.Context, n int64) error
 	// Notify is signalled after commits that make events ready.
 	Notify() <-chan struct{}
 }
@@ -46,10 +53,22 @@ type Publisher interface {
 	Ready(ctx context.Context) error
 	// Classify wraps a publish error in publisher.ErrUnavailable (retry later,
 	// no attempt consumed) or publisher.ErrPermanent (fail the event now);
-	// any other error is a failed attempt. Safe for concurrent use.
+	// any other error is a failed attempt. It also wraps
+	// publisher.ErrUnknownOutcome when the error is no answer from the
+	// stream, which may hold the message. Safe for concurrent use.
 	Classify(ctx context.Context, err error) error
-	// StoredSince calls fn for every event id the stream stored from since
-	// on (used once at start to reconcile unknown outcomes).
+	// LastSeq returns the stream's last sequence now: whatever is published
+	// after the call is stored, if at all, at a higher sequence. Called
+	// each time the publisher becomes ready.
+	LastSeq(ctx context.Context) (uint64, error)
+	// MaxPayload is the broker's max_payload (0 while never connected).
+	MaxPayload() int64
+	// StoredFrom calls fn for every event id the stream stored from stream
+	// sequence from on, up to its last message at the time of the call
+	// (the read-back of unknown outcomes).
+	StoredFrom(ctx context.Context, from uint64, fn func(publisher.Stored) error) error
+	// StoredSince is StoredFrom from a time by the servers' clock: for the
+	// time-based mark of a store file written by an older build.
 	StoredSince(ctx context.Context, since time.Time, fn func(publisher.Stored) error) error
 }
 
@@ -63,7 +82,7 @@ type Kind int
 
 const (
 	Published   Kind = iota // acked by JetStream (Duplicate tells a de-duplicated one)
-	Retried                 // attempt failed; retried at Next
+	Retried                 // attempt failed or its outcome is unknown; retried at Next
 	Failed                  // attempt failed for good; the event is failed
 	Unavailable             // broker unreachable; no attempt consumed
 )
@@ -80,8 +99,11 @@ type Outcome struct {
 	Sent      time.Time // when the publish was sent
 	Done      time.Time // when its outcome was committed
 	Duplicate bool
-	Err       error
-	Next      time.Time // next attempt, for Retried
+	// Unknown: no answer came for this attempt or an earlier one, so the
+	// stream may hold the event; it is never failed for its attempts.
+	Unknown bool
+	Err     error
+	Next    time.Time // next attempt, for Retried
 }
 
 // Observer receives every publish outcome after it is committed (metrics,
@@ -95,17 +117,30 @@ type Config struct {
 	Retry        outbox.RetryPolicy // default backoff: 1s, ×5, at most 10m
 	Jitter       float64            // randomization factor of the backoff (default 0.2)
 	DrainTimeout time.Duration      // how long Run waits for in-flight acks at shutdown (default 10s)
-	// DisableReconcile skips reading the stream back at start. Without the
-	// read-back, a relay that stopped with publishes in flight and starts
-	// again after the stream's duplicate window may publish them twice.
+	// DuplicateWindow is the stream's duplicate window (default 2m, as
+	// JetStream's; from 100ms to outbox.MaxRetryInterval). A publish whose
+	// outcome is unknown is sent again no later than half of it after the
+	// send, so that JetStream answers the re-send for sure (a duplicate ack
+	// when it holds the event); later re-sends are preceded by a read-back.
+	DuplicateWindow time.Duration
+	// DisableReconcile skips reading the stream back, at start and before
+	// re-sending an unknown outcome past the duplicate window. Without the
+	// read-back, a publish whose ack was lost (in a crash, in a long outage)
+	// and that is sent again after the stream's duplicate window is in the
+	// stream twice.
 	DisableReconcile bool
-	// ClockSkew widens the read-back window at start to cover a difference
-	// between this host's clock and the NATS servers' (default 2s).
+	// ClockSkew widens the read-back of a store file written by an older
+	// build, whose mark is a time by this host's clock, to cover a
+	// difference with the NATS servers' clocks (default 2s). The relay's own
+	// mark is a stream sequence, which no clock affects.
 	ClockSkew time.Duration
 	Logger    *slog.Logger
 	Observer  Observer
 	Now       func() time.Time
 }
+
+// DefaultDuplicateWindow is JetStream's default duplicate window.
+const DefaultDuplicateWindow = 2 * time.Minute
 
 func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
@@ -123,6 +158,9 @@ func (c *Config) setDefaults() {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
 	if c.ClockSkew <= 0 {
 		c.ClockSkew = 2 * time.Second
 	}
@@ -132,6 +170,19 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+}
+
+func (c *Config) validate() error {
+	if err := c.Retry.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if !(c.Jitter >= 0 && c.Jitter < 1) { // NaN fails too
+		return fmt.Errorf("relay: jitter must be in [0,1), got %g", c.Jitter)
+	}
+	if c.DuplicateWindow < 100*time.Millisecond || c.DuplicateWindow > outbox.MaxRetryInterval {
+		return fmt.Errorf("relay: duplicate window must be from 100ms to %s, got %s", outbox.MaxRetryInterval, c.DuplicateWindow)
+	}
+	return nil
 }
 
 // DefaultRetry is close to FitIQ's 1s, 5s, 30s, 120s, 600s.
@@ -144,11 +195,19 @@ type Relay struct {
 	cfg   Config
 	log   *slog.Logger
 
+	// low is a lower bound of the stream's last sequence: LastSeq when the
+	// publisher last became ready, raised by every ack. A publish sent after
+	// the relay saw it is stored, if at all, above it.
+	low atomic.Uint64
+
 	mu         sync.Mutex
-	inflight   map[uint64]time.Time // seq → when its publish was sent (at the latest)
-	unknown    map[uint64]time.Time // seq → first publish whose outcome is unknown, until acked or failed for good
-	paused     bool                 // an outage was seen: wait for Ready before publishing
-	reconciled bool                 // the start-up read-back is done
+	inflight   map[uint64]uint64      // seq → low when its publish was sent
+	unknown    map[uint64]unknownSend // seq → its first publish of unknown outcome, until acked, failed or dropped
+	paused     bool                   // an outage was seen: wait for Ready before publishing
+	reconciled bool                   // the start-up read-back is done
+
+	// The sweep of unknown outcomes whose event is no longer pending.
+	sweepEvery, sweepAge time.Duration
 
 	kick chan struct{} // completer → reader: room freed or events back
 }
@@ -156,18 +215,16 @@ type Relay struct {
 // New returns a relay over store and pub.
 func New(store Store, pub Publisher, cfg Config) (*Relay, error) {
 	cfg.setDefaults()
-	if err := cfg.Retry.Validate(); err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	if cfg.Jitter < 0 || cfg.Jitter >= 1 {
-		return nil, fmt.Errorf("relay: jitter must be in [0,1), got %g", cfg.Jitter)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	return &Relay{
 		store: store, pub: pub, cfg: cfg, log: cfg.Logger,
-		inflight: make(map[uint64]time.Time),
-		unknown:  make(map[uint64]time.Time),
-		paused:   true, // Ready before the first publish
-		kick:     make(chan struct{}, 1),
+		inflight:   make(map[uint64]uint64),
+		unknown:    make(map[uint64]unknownSend),
+		paused:     true, // Ready before the first publish
+		sweepEvery: sweepEvery, sweepAge: sweepAge,
+		kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -196,8 +253,10 @@ type sent struct {
 	e       *outbox.Event
 	attempt int
 	at      time.Time
+	low     uint64 // the relay's low when it sent: the stream held at least this much
 	fut     jetstream.PubAckFuture
-	err     error // set when the publish failed before sending
+	err     error // set when the publish failed
+	unsent  bool  // PublishAsync refused it: nothing reached the broker
 }
 
 type result struct {
@@ -257,6 +316,13 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 			timer.Stop()
 		}
 	}()
+	retryLater := func(what string, err error) {
+		r.log.Warn(what+"; will try again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	for ctx.Err() == nil {
 		r.mu.Lock()
 		paused, room := r.paused, r.cfg.MaxInFlight-len(r.inflight)
@@ -265,19 +331,12 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 			if err := r.pub.Ready(ctx); err != nil {
 				return nil // ctx ended
 			}
-			if !r.reconciled {
-				if err := r.reconcile(ctx); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					r.log.Warn("reading the stream back failed; will try again", "err", err)
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
-					continue
+			if err := r.connected(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
 				}
-				r.reconciled = true
+				retryLater("getting ready to publish failed", err)
+				continue
 			}
 			r.mu.Lock()
 			r.paused = false
@@ -294,10 +353,13 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 		now := r.cfg.Now()
 		r.mu.Lock() // held while Due calls skip: the completer waits briefly
 		events, next, err := r.store.Due(ctx, now, min(room, r.cfg.BatchSize), r.isInFlight)
+		var from uint64
+		low := r.low.Load()
 		if err == nil {
 			for _, e := range events {
-				r.inflight[e.Seq] = now
+				r.inflight[e.Seq] = low
 			}
+			from = r.staleFrom(events, now)
 		}
 		r.mu.Unlock()
 		if err != nil {
@@ -309,10 +371,11 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 		if len(events) == 0 {
 			var due <-chan time.Time
 			if !next.IsZero() {
+				d := idleWait(now, next)
 				if timer == nil {
-					timer = time.NewTimer(next.Sub(now))
+					timer = time.NewTimer(d)
 				} else {
-					timer.Reset(next.Sub(now))
+					timer.Reset(d)
 				}
 				due = timer.C
 			}
@@ -324,15 +387,54 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 			}
 			continue
 		}
+		if from != 0 {
+			rest, err := r.checkStale(ctx, events, from)
+			if err != nil {
+				r.releaseSeqs(events)
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.mu.Lock()
+				r.paused = true
+				r.mu.Unlock()
+				retryLater("reading the stream back before a late re-send failed", err)
+				continue
+			}
+			events = rest
+		}
 		for _, e := range events {
-			s := sent{e: e, attempt: e.AttemptCount + 1, at: r.cfg.Now()}
+			s := sent{e: e, attempt: e.AttemptCount + 1, at: r.cfg.Now(), low: low}
 			s.fut, s.err = r.pub.PublishAsync(e, s.attempt)
 			if s.err != nil {
+				s.unsent = true
 				results <- result{sent: s} // never blocks: one slot per in-flight event
 				continue
 			}
 			futures <- s
 		}
+	}
+	return nil
+}
+
+// connected runs each time the publisher becomes ready: it learns the
+// stream's last sequence, tells the store the broker's max_payload and, the
+// first time, reads the stream back from the recorded mark.
+func (r *Relay) connected(ctx context.Context) error {
+	last, err := r.pub.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.raise(last)
+	if n := r.pub.MaxPayload(); n > 0 {
+		if err := r.store.SetBrokerMaxPayload(ctx, n); err != nil && ctx.Err() == nil {
+			r.log.Error("could not hold the store to the broker's max_payload", "max_payload", n, "err", err)
+		}
+	}
+	if !r.reconciled {
+		if err := r.reconcile(ctx); err != nil {
+			return err
+		}
+		r.reconciled = true
 	}
 	return nil
 }
@@ -343,12 +445,13 @@ func (r *Relay) wait(ctx context.Context, futures <-chan sent, results chan<- re
 	for s := range futures {
 		select {
 		case ack := <-s.fut.Ok():
+			r.raise(ack.Sequence)
 			results <- result{sent: s, ack: ack}
 		case err := <-s.fut.Err():
 			s.err = err
 			results <- result{sent: s}
 		case <-ctx.Done(): // drain timed out: outcome unknown, event stays pending
-			s.err = fmt.Errorf("%w: relay stopping", publisher.ErrUnavailable)
+			s.err = fmt.Errorf("%w: %w: relay stopping before the ack", publisher.ErrUnavailable, publisher.ErrUnknownOutcome)
 			results <- result{sent: s}
 		}
 	}
@@ -356,11 +459,34 @@ func (r *Relay) wait(ctx context.Context, futures <-chan sent, results chan<- re
 
 const maxCommit = 2048 // outcomes per transaction
 
-// complete records outcomes in batched transactions.
+// complete records outcomes in batched transactions, and sweeps the unknown
+// outcomes every sweepEvery.
 func (r *Relay) complete(ctx context.Context, results <-chan result, stopRead context.CancelFunc) error {
 	batch := make([]result, 0, maxCommit)
 	var storeErr error
-	for res := range results {
+	fail := func(err error) {
+		storeErr = err
+		stopRead()
+		r.log.Error("recording publish outcomes failed; the relay stops, events stay pending", "err", err)
+	}
+	sweep := time.NewTicker(r.sweepEvery)
+	defer sweep.Stop()
+	for {
+		var res result
+		select {
+		case <-sweep.C:
+			if storeErr == nil {
+				if err := r.sweep(ctx); err != nil {
+					fail(err)
+				}
+			}
+			continue
+		case got, ok := <-results:
+			if !ok {
+				return storeErr
+			}
+			res = got
+		}
 		batch = append(batch[:0], res)
 	fill:
 		for len(batch) < maxCommit {
@@ -379,13 +505,10 @@ func (r *Relay) complete(ctx context.Context, results <-chan result, stopRead co
 			continue
 		}
 		if err := r.commit(ctx, batch); err != nil {
-			storeErr = err
-			stopRead()
-			r.log.Error("recording publish outcomes failed; the relay stops, events stay pending", "err", err)
+			fail(err)
 		}
 		r.release(batch)
 	}
-	return storeErr
 }
 
 func (r *Relay) release(batch []result) {
@@ -394,42 +517,80 @@ func (r *Relay) release(batch []result) {
 		delete(r.inflight, res.e.Seq)
 	}
 	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *Relay) releaseSeqs(events []*outbox.Event) {
+	r.mu.Lock()
+	for _, e := range events {
+		delete(r.inflight, e.Seq)
+	}
+	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *Relay) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
 
+// commit records the outcomes of a batch, with the read-back mark, in one
+// transaction.
 func (r *Relay) commit(ctx context.Context, batch []result) error {
+	// Classify may probe the broker: not under r.mu.
+	classified := make([]error, len(batch))
+	for i, res := range batch {
+		if res.err != nil {
+			classified[i] = r.pub.Classify(ctx, res.err)
+		}
+	}
+	now := r.cfg.Now()
 	var acks []boltstore.Ack
 	var fails []boltstore.Failure
 	outcomes := make([]Outcome, 0, len(batch))
-	outage := false
-	for _, res := range batch {
+	r.mu.Lock()
+	for i, res := range batch {
+		seq := res.e.Seq
 		o := Outcome{Event: res.e, Attempt: res.attempt, Sent: res.at}
 		if res.err == nil {
-			acks = append(acks, boltstore.Ack{Seq: res.e.Seq, At: res.at})
+			acks = append(acks, boltstore.Ack{Seq: seq, At: res.at})
 			o.Kind, o.Duplicate = Published, res.ack != nil && res.ack.Duplicate
+			delete(r.unknown, seq)
 			outcomes = append(outcomes, o)
 			continue
 		}
-		err := r.pub.Classify(ctx, res.err)
+		err := classified[i]
 		o.Err = err
+		o.Unknown = r.noteUnknown(res.sent, err)
 		switch {
 		case errors.Is(err, publisher.ErrUnavailable):
-			outage = true
+			r.paused = true
 			o.Kind = Unavailable
-		case errors.Is(err, publisher.ErrPermanent) || res.attempt >= res.e.MaxAttempts:
-			fails = append(fails, boltstore.Failure{Seq: res.e.Seq, At: res.at, Err: err.Error(), Permanent: true})
+		case errors.Is(err, publisher.ErrPermanent):
+			fails = append(fails, boltstore.Failure{Seq: seq, At: res.at, Err: err.Error(), Permanent: true})
+			o.Kind = Failed
+			delete(r.unknown, seq)
+		case o.Unknown:
+			// Never failed for its attempts: the stream may hold it. The
+			// re-send lands inside the duplicate window, where JetStream
+			// answers it for sure.
+			o.Next = r.nextUnknown(res.sent, now)
+			fails = append(fails, boltstore.Failure{Seq: seq, At: res.at, Err: err.Error(), NextAttemptAt: o.Next, Unknown: true})
+			o.Kind = Retried
+		case res.attempt >= res.e.MaxAttempts:
+			fails = append(fails, boltstore.Failure{Seq: seq, At: res.at, Err: err.Error(), Permanent: true})
 			o.Kind = Failed
 		default:
-			o.Next = r.cfg.Now().Add(r.Backoff(res.e, res.attempt))
-			fails = append(fails, boltstore.Failure{Seq: res.e.Seq, At: res.at, Err: err.Error(), NextAttemptAt: o.Next})
+			o.Next = now.Add(r.Backoff(res.e, res.attempt))
+			fails = append(fails, boltstore.Failure{Seq: seq, At: res.at, Err: err.Error(), NextAttemptAt: o.Next})
 			o.Kind = Retried
 		}
 		outcomes = append(outcomes, o)
 	}
-	mark := r.track(batch, outcomes, outage)
+	mark := r.markLocked(batch)
+	r.mu.Unlock()
 	if err := r.store.Record(ctx, acks, fails, mark); err != nil {
 		return err
 	}
@@ -444,140 +605,21 @@ func (r *Relay) commit(ctx context.Context, batch []result) error {
 	return nil
 }
 
-// track notes which publishes have an unknown outcome (the stream may hold
-// them although no ack arrived) and returns the in-flight mark to record with
-// this batch: the send time of the oldest publish still in flight or still
-// unknown, or now. A restart reads the stream back from the mark.
-func (r *Relay) track(batch []result, outcomes []Outcome, outage bool) time.Time {
-	now := r.cfg.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if outage {
-		r.paused = true
-	}
-	for i, o := range outcomes {
-		seq := o.Event.Seq
-		switch {
-		case o.Kind == Published || o.Kind == Failed:
-			delete(r.unknown, seq)
-		case !isServerAnswer(batch[i].err):
-			if _, ok := r.unknown[seq]; !ok {
-				r.unknown[seq] = batch[i].at
-			}
-		}
-	}
-	mark := now
-	for _, t := range r.inflight {
-		if t.Before(mark) {
-			mark = t
-		}
-	}
-	for _, t := range r.unknown {
-		if t.Before(mark) {
-			mark = t
-		}
-	}
-	return mark
-}
-
-// isServerAnswer reports whether err is JetStream's answer to the publish
-// (which means the message was not stored) rather than a lost or missing one.
-func isServerAnswer(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr)
-}
-
-// reconcile runs once before the first publish: it reads the stream back
-// from the recorded in-flight mark and completes every pending event the
-// stream already holds, so that an event whose ack was lost in a crash is not
-// published again — even after the stream's duplicate window, when
-// JetStream would no longer de-duplicate it. Then it records a fresh mark.
-func (r *Relay) reconcile(ctx context.Context) error {
-	mark, err := r.store.Mark(ctx)
-	if err != nil {
-		return err
-	}
-	found := 0
-	if !mark.IsZero() && !r.cfg.DisableReconcile {
-		started := time.Now()
-		var acks []boltstore.Ack
-		flush := func() error {
-			if len(acks) == 0 {
-				return nil
-			}
-			err := r.store.Record(ctx, acks, nil, time.Time{})
-			acks = acks[:0]
-			return err
-		}
-		read := 0
-		err := r.pub.StoredSince(ctx, mark.Add(-r.cfg.ClockSkew), func(s publisher.Stored) error {
-			read++
-			e, err := r.store.Get(ctx, s.ID)
-			if errors.Is(err, boltstore.ErrNotFound) {
-				return nil // not ours, or deleted
-			}
-			if err != nil {
-				return err
-			}
-			if e.Status != outbox.StatusPending {
-				return nil
-			}
-			acks = append(acks, boltstore.Ack{Seq: e.Seq, At: s.Time})
-			found++
-			r.log.Info("event found in the stream after a restart; completed without publishing again",
-				"event_id", e.ID, "type", e.Type, "attempt", e.AttemptCount+1, "stream_seq", s.StreamSeq)
-			if len(acks) >= maxCommit {
-				return flush()
-			}
-			return nil
-		})
-		if err == nil {
-			err = flush()
-		}
-		if err != nil {
-			return fmt.Errorf("relay: reconcile: %w", err)
-		}
-		r.log.Info("stream read back", "since", mark, "messages", read, "completed", found, "took", time.Since(started))
-	}
-	return r.store.Record(ctx, nil, nil, r.cfg.Now())
-}
-
 func (r *Relay) logOutcome(o Outcome) {
 	attrs := []any{"event_id", o.Event.ID, "type", o.Event.Type, "attempt", o.Attempt}
-	switch o.Kind {
-	case Published:
+	switch {
+	case o.Kind == Published:
 		if r.log.Enabled(context.Background(), slog.LevelDebug) {
 			r.log.Debug("event published", append(attrs, "duplicate", o.Duplicate)...)
 		}
-	case Retried:
+	case o.Kind == Retried && o.Unknown:
+		r.log.Warn("publish outcome unknown (the stream may hold it); will publish again within the duplicate window",
+			append(attrs, "err", o.Err, "next_attempt_at", o.Next)...)
+	case o.Kind == Retried:
 		r.log.Warn("publish failed, will retry", append(attrs, "err", o.Err, "next_attempt_at", o.Next)...)
-	case Failed:
+	case o.Kind == Failed:
 		r.log.Error("publish failed for good; event is failed", append(attrs, "err", o.Err, "max_attempts", o.Event.MaxAttempts)...)
-	case Unavailable:
+	case o.Kind == Unavailable:
 		r.log.Debug("broker unavailable; event stays pending", append(attrs, "err", o.Err)...)
 	}
-}
-
-// Backoff is the wait after the attempt-th failed attempt of e: the event's
-// own policy or the relay's, exponential with jitter.
-func (r *Relay) Backoff(e *outbox.Event, attempt int) time.Duration {
-	p := r.cfg.Retry
-	if e.Retry != nil {
-		p = *e.Retry
-	}
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     p.InitialInterval,
-		RandomizationFactor: r.cfg.Jitter,
-		Multiplier:          p.Multiplier,
-		MaxInterval:         p.MaxInterval,
-		MaxElapsedTime:      0,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	d := b.NextBackOff()
-	for i := 1; i < attempt; i++ {
-		d = b.NextBackOff()
-	}
-	return d
 }

@@ -288,6 +288,8 @@ func TestRelayBackoffSpacingAndMaxAttempts(t *testing.T) {
 	e := &outbox.Event{Type: "bad.always", MaxAttempts: 4, Retry: policy}
 	h.enqueue(e)
 	natstest.Eventually(t, 20*time.Second, "event failed", func() bool { return h.get(e.ID).Status == outbox.StatusFailed })
+	// The Observer hears of an outcome after its commit: wait for the last.
+	natstest.Eventually(t, 5*time.Second, "the failing attempt observed", func() bool { return len(h.attempts(e.ID)) >= 4 })
 	stored := h.get(e.ID)
 	if stored.AttemptCount != 4 || stored.LastError == "" || stored.LastAttemptAt.IsZero() {
 		t.Errorf("failed event: attempts %d, last_error %q, last_attempt_at %v", stored.AttemptCount, stored.LastError, stored.LastAttemptAt)
@@ -384,7 +386,7 @@ type failingStore struct {
 	after int
 }
 
-func (f *failingStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark time.Time) error {
+func (f *failingStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error {
 	f.mu.Lock()
 	f.calls++
 	n := f.calls

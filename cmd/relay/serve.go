@@ -88,6 +88,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Jitter:           *cfg.Retry.Jitter,
 		DrainTimeout:     cfg.Relay.DrainTimeout,
 		DisableReconcile: !*cfg.Relay.Reconcile,
+		DuplicateWindow:  cfg.Stream.DuplicateWindow,
 		Logger:           log,
 		Observer:         m.Observe,
 	})
@@ -133,7 +134,6 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer func() { stopRetention(); <-retentionDone }()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
-	go capPayloadLimit(relayCtx, pub, store, cfg.Store.MaxPayload, log)
 
 	var runErr error
 	relayDone := false
@@ -207,25 +207,7 @@ func checkExposure(c HTTPConfig) error {
 	return badKey("http.token", "required when http.addr %q is not a loopback address (anyone who reaches it could read and delete events): set http.token, or listen on 127.0.0.1", c.Addr)
 }
 
-// capPayloadLimit, once connected, holds the store to what the server
-// accepts: store.max_payload, or less when the server's max_payload (minus
-// room for headers) is smaller. The store never accepts an event it could not
-// publish.
-func capPayloadLimit(ctx context.Context, pub *publisher.Publisher, store *boltstore.Store, limit int, log *slog.Logger) {
-	if pub.Ready(ctx) != nil {
-		return
-	}
-	if max := pub.MaxPayload(); max > 0 && int64(limit)+headerRoom > max {
-		capped := int(max - headerRoom)
-		if capped < 1 {
-			capped = int(max / 2)
-		}
-		store.SetMaxPayload(capped)
-		log.Warn("store.max_payload is above what the NATS server accepts; new events are held to the server's limit",
-			"store.max_payload", limit, "server_max_payload", max, "effective_limit", capped)
-	}
-}
-
+// headerRoom is what the embedded server allows above store.max_payload.
 const headerRoom = 64 << 10
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {

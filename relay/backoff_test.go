@@ -1,0 +1,125 @@
+package relay_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/relay"
+)
+
+// TestBackoff: the delay after the n-th failed attempt is InitialInterval ×
+// Multiplier^(n-1) capped at MaxInterval, spread by ±jitter; computed in
+// constant time however many attempts (an event that never fails for its
+// attempts, issue 9, can reach any count), never negative, never above
+// MaxInterval × (1+jitter).
+func TestBackoff(t *testing.T) {
+	week := outbox.MaxRetryInterval
+	def := relay.DefaultRetry
+	tests := []struct {
+		name    string
+		p       outbox.RetryPolicy
+		attempt int
+		base    time.Duration // before jitter
+	}{
+		{"first", def, 1, time.Second},
+		{"second", def, 2, 5 * time.Second},
+		{"fourth", def, 4, 125 * time.Second},
+		{"capped", def, 5, 10 * time.Minute},
+		{"attempt 0 counts as the first", def, 0, time.Second},
+		{"negative attempt", def, -3, time.Second},
+		{"multiplier 1", outbox.RetryPolicy{InitialInterval: time.Minute, MaxInterval: time.Hour, Multiplier: 1}, 1000, time.Minute},
+		{"largest policy, huge attempt", outbox.RetryPolicy{InitialInterval: week, MaxInterval: week, Multiplier: outbox.MaxRetryMultiplier}, math.MaxInt, week},
+		{"growth past float range", outbox.RetryPolicy{InitialInterval: time.Nanosecond, MaxInterval: week, Multiplier: outbox.MaxRetryMultiplier}, 1 << 40, week},
+		{"just under the cap", outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: 1025 * time.Second, Multiplier: 2}, 11, 1024 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, jitter := range []float64{0, 0.2, 0.99} {
+				lo, hi := float64(tt.base)*(1-jitter), float64(tt.base)*(1+jitter)
+				for _, u := range []float64{0, 0.5, math.Nextafter(1, 0)} {
+					d := relay.BackoffOf(tt.p, jitter, tt.attempt, u)
+					if d < 0 || float64(d) < lo-1 || float64(d) > hi+1 || float64(d) > float64(tt.p.MaxInterval)*(1+jitter)+1 {
+						t.Errorf("jitter %g, u %g: %s, want within [%s, %s]", jitter, u, d, time.Duration(lo), time.Duration(hi))
+					}
+				}
+			}
+			if d := relay.BackoffOf(tt.p, 0.2, tt.attempt, 0.5); d != tt.base {
+				t.Errorf("middle of the jitter band: %s, want %s", d, tt.base)
+			}
+		})
+	}
+}
+
+// TestBackoffDistribution: Relay.Backoff spreads delays uniformly over the
+// jitter band (as cenkalti/backoff did before it): mean at the base, both
+// ends reached.
+func TestBackoffDistribution(t *testing.T) {
+	r, err := relay.New(nil, nil, relay.Config{Jitter: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &outbox.Event{Retry: &outbox.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2}}
+	const n = 20000
+	base := 400 * time.Millisecond // attempt 3
+	var sum float64
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
+	for range n {
+		d := r.Backoff(e, 3)
+		sum += float64(d)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if mean := sum / n; math.Abs(mean-float64(base)) > 0.01*float64(base) {
+		t.Errorf("mean %s, want %s", time.Duration(mean), base)
+	}
+	if lo < 320*time.Millisecond || lo > 322*time.Millisecond || hi > 480*time.Millisecond || hi < 478*time.Millisecond {
+		t.Errorf("range [%s, %s], want about [320ms, 480ms]", lo, hi)
+	}
+	// A policy outside the bounds (a file written before they existed)
+	// falls back to the relay's.
+	bad := &outbox.Event{Retry: &outbox.RetryPolicy{InitialInterval: 2200000 * time.Hour, MaxInterval: 2200000 * time.Hour, Multiplier: 5}}
+	if d := r.Backoff(bad, 1); d < 800*time.Millisecond || d > 1200*time.Millisecond {
+		t.Errorf("out-of-bounds policy: %s, want the relay's first interval 1s ±20%%", d)
+	}
+}
+
+// TestIdleWait: the reader's sleep until the next event falls due is never
+// negative and never longer than relay.MaxIdleWait (the store's times are
+// wall-clock times, the timer is monotonic: a clock set forward must not
+// hold events back for long).
+func TestIdleWait(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		next time.Time
+		want time.Duration
+	}{
+		{"in a second", now.Add(time.Second), time.Second},
+		{"now", now, 0},
+		{"in the past", now.Add(-time.Hour), 0},
+		{"in 1693 (an overflowed time)", time.Date(1693, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{"in a week", now.Add(7 * 24 * time.Hour), relay.MaxIdleWait},
+		{"in year 9999", time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), relay.MaxIdleWait},
+	}
+	for _, tt := range tests {
+		if got := relay.IdleWait(now, tt.next); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestConfigDuplicateWindow(t *testing.T) {
+	for _, tt := range []struct {
+		window time.Duration
+		ok     bool
+	}{
+		{0, true}, {100 * time.Millisecond, true}, {2 * time.Minute, true}, {outbox.MaxRetryInterval, true},
+		{time.Millisecond, false}, {-time.Second, false}, {outbox.MaxRetryInterval + 1, false},
+	} {
+		_, err := relay.New(nil, nil, relay.Config{DuplicateWindow: tt.window})
+		if (err == nil) != tt.ok {
+			t.Errorf("duplicate window %s: %v", tt.window, err)
+		}
+	}
+}
