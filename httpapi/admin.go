@@ -71,7 +71,7 @@ func (s *Server) registerAdmin() {
 	s.mux.HandleFunc("DELETE /v1/events", s.deleteEvents)
 	s.mux.HandleFunc("GET /v1/stale", s.staleEvents)
 	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("POST /v1/backup", s.backup)
+	s.mux.Handle("POST /v1/backup", Streaming(http.HandlerFunc(s.backup)))
 	s.mux.HandleFunc("POST /v1/reset", s.reset)
 }
 
@@ -209,12 +209,13 @@ const purgeChunk = 1000
 
 // deleteEvents removes events in bulk, by exactly one selector:
 //
-//	DELETE /v1/events?entity_id=a,b&entity_id=c  every event of the entities
-//	DELETE /v1/events?user_id=u                  every event of the user
+//	DELETE /v1/events?entity_id=a&entity_id=b  every event of the entities
+//	DELETE /v1/events?user_id=u                every event of the user
 //	DELETE /v1/events?status=completed&older_than=24h[&limit=N]
-//	                                             completed events older than that
+//	                                           completed events older than that
 //
-// → {"count":N}. Neither, or several, is a 400.
+// → {"count":N}. Neither, or several, is a 400. Each entity_id value is one
+// entity, byte for byte: "a,b" is the entity named a,b.
 func (s *Server) deleteEvents(w http.ResponseWriter, r *http.Request) {
 	p := queryParams(r, "entity_id", "user_id", "status", "older_than", "limit")
 	entities, user, st := p.list("entity_id"), p.str("user_id"), p.status("status")
@@ -297,7 +298,8 @@ func (s *Server) purge(ctx context.Context, before time.Time, limit int) (int, e
 // backup streams a consistent hot copy of the store file:
 // POST /v1/backup → application/octet-stream. A failure after the copy
 // started aborts the response, so the client sees a truncated transfer
-// instead of a file that looks whole.
+// instead of a file that looks whole. The route is registered behind
+// Streaming: a big file takes longer than the server's write timeout.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	if p := queryParams(r); p.err != nil {
 		s.fail(w, r, p.err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -335,8 +336,8 @@ func TestDeleteEventsBulk(t *testing.T) {
 		t.Fatalf("a rejected delete deleted events: total %d", st.Total)
 	}
 
-	// Entities: repeatable and comma-separated.
-	if n := e.del(t, "/v1/events?entity_id=e0,e1&entity_id=e2").count(t); n != 9 {
+	// Entities: the parameter repeated, one entity per value.
+	if n := e.del(t, "/v1/events?entity_id=e0&entity_id=e1&entity_id=e2").count(t); n != 9 {
 		t.Errorf("delete entities e0,e1,e2: count %d, want 9", n)
 	}
 	// Users: what is left of u0 (events 3 and 11 are e3: u0 has event 3? 3%3=0 → yes).
@@ -360,6 +361,74 @@ func TestDeleteEventsBulk(t *testing.T) {
 	}
 	if st := e.stats(t); st.Total != 0 {
 		t.Errorf("total = %d, want 0", st.Total)
+	}
+}
+
+// entitySpy is a real store that records the entity ids a bulk delete is
+// given.
+type entitySpy struct {
+	*boltstore.Store
+	mu  sync.Mutex
+	got [][]string
+}
+
+func (s *entitySpy) DeleteByEntityIDs(ctx context.Context, ids []string) (int, error) {
+	s.mu.Lock()
+	s.got = append(s.got, slices.Clone(ids))
+	s.mu.Unlock()
+	return s.Store.DeleteByEntityIDs(ctx, ids)
+}
+
+func (s *entitySpy) take() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.got
+	s.got = nil
+	return got
+}
+
+// TestDeleteEventsEntityExact checks that each entity_id value names one
+// entity, byte for byte: never split on commas, never trimmed.
+func TestDeleteEventsEntityExact(t *testing.T) {
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "o.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	spy := &entitySpy{Store: store}
+	srv := httptest.NewServer(httpapi.New(spy, httpapi.Options{}))
+	t.Cleanup(srv.Close)
+	e := &env{srv: srv, store: store}
+
+	tests := []struct {
+		name     string
+		query    url.Values
+		entities []string // given to the store
+		count    int      // deleted, of the events below
+	}{
+		{"comma inside an entity", url.Values{"entity_id": {"a,b"}}, []string{"a,b"}, 3},
+		{"white space kept", url.Values{"entity_id": {" c", "d "}}, []string{" c", "d "}, 0},
+		{"repeated parameter", url.Values{"entity_id": {"a", "b"}}, []string{"a", "b"}, 2},
+		{"empty values name nothing", url.Values{"entity_id": {"", "x", ""}}, []string{"x"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := store.Reset(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			e.enqueue(t, &outbox.Event{Type: "t", EntityID: "a,b"}, &outbox.Event{Type: "t", EntityID: "a,b"},
+				&outbox.Event{Type: "t", EntityID: "a,b"}, &outbox.Event{Type: "t", EntityID: "a"}, &outbox.Event{Type: "t", EntityID: "b"},
+				&outbox.Event{Type: "t", EntityID: "x"})
+			if n := e.del(t, "/v1/events?"+tt.query.Encode()).count(t); n != tt.count {
+				t.Errorf("count = %d, want %d", n, tt.count)
+			}
+			if got := spy.take(); len(got) != 1 || !slices.Equal(got[0], tt.entities) {
+				t.Errorf("store asked to delete entities %q, want [%q]", got, tt.entities)
+			}
+			if st := e.stats(t); st.Total != int64(6-tt.count) {
+				t.Errorf("total = %d, want %d", st.Total, 6-tt.count)
+			}
+		})
 	}
 }
 

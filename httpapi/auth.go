@@ -4,12 +4,16 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"slices"
 	"strings"
 )
 
-// openPaths answer without a token: probes must work for orchestrators that
-// hold no secret.
+// openPaths answer without a token and are never refused as busy: probes
+// must work for orchestrators that hold no secret, and a busy server is
+// alive.
 var openPaths = []string{"/healthz", "/readyz"}
+
+func isOpenPath(path string) bool { return slices.Contains(openPaths, path) }
 
 // authorized reports whether r may be served: always when no token is set,
 // for the probes, and otherwise only with "Authorization: Bearer <token>".
@@ -19,10 +23,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.token == nil {
 		return true
 	}
-	for _, p := range openPaths {
-		if r.URL.Path == p {
-			return true
-		}
+	if isOpenPath(r.URL.Path) {
+		return true
 	}
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {

@@ -16,15 +16,14 @@ import (
 )
 
 // readJSON checks the request's content type, reads its body within the
-// limit and returns the one JSON value it holds.
+// limit and returns the one JSON value it holds. ServeHTTP has checked a
+// declared Content-Length against the limit and reserved it in the body
+// budget already.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
-	if r.ContentLength > s.maxBody {
-		return nil, reject(http.StatusRequestEntityTooLarge, "request body of %d bytes, over the limit of %d", r.ContentLength, s.maxBody)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.maxBody), r.ContentLength)
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return nil, reject(http.StatusRequestEntityTooLarge, "request body over the limit of %d bytes", mbe.Limit)
 	}
@@ -32,6 +31,17 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) (json.RawMessa
 		return nil, reject(http.StatusBadRequest, "read request body: %v", err)
 	}
 	return singleValue(body)
+}
+
+// readBody reads a body whole: into one buffer of its declared size when
+// it has one, so that reading makes no copies while it grows.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // checkContentType accepts application/json, with optional parameters; a
@@ -50,9 +60,14 @@ func checkContentType(ct string) error {
 	return nil
 }
 
-// singleValue returns the JSON value that body holds, refusing an empty
-// body, malformed JSON and anything after the value but white space.
+// singleValue returns the JSON value that body holds (a slice of body, not
+// a copy), refusing an empty body, malformed JSON and anything after the
+// value but white space.
 func singleValue(body []byte) (json.RawMessage, error) {
+	if v := trimSpace(body); len(v) > 0 && json.Valid(v) {
+		return v, nil
+	}
+	// The error path: the decoder tells what is wrong, and where.
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {
@@ -104,17 +119,27 @@ func jsonKeys(t reflect.Type) []string {
 	return keys
 }
 
-// object decodes raw as a JSON object and refuses keys not in known. what
-// names the value in messages ("body", "event", "retry"); prefix is put
-// before a key to name it in full ("retry.").
+// object splits raw, a valid JSON value, as a JSON object, and refuses
+// keys not in known. The values are slices of raw, not copies; a key given
+// twice keeps its last value, as encoding/json does. what names the value
+// in messages ("body", "event", "retry"); prefix is put before a key to
+// name it in full ("retry.").
 func object(raw json.RawMessage, what, prefix string, known []string) (map[string]json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+	raw = trimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
 		return nil, reject(http.StatusBadRequest, "%s must be a JSON object, got %s", what, kindOf(raw))
 	}
-	for _, k := range slices.Sorted(maps.Keys(obj)) {
-		if !slices.Contains(known, k) {
-			return nil, reject(http.StatusBadRequest, "unknown field %q", prefix+k)
+	obj := make(map[string]json.RawMessage)
+	unknown := false
+	members(raw, func(k string, v []byte) {
+		obj[k] = v
+		unknown = unknown || !slices.Contains(known, k)
+	})
+	if unknown { // name the first in order, whatever the map's order
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			if !slices.Contains(known, k) {
+				return nil, reject(http.StatusBadRequest, "unknown field %q", prefix+k)
+			}
 		}
 	}
 	return obj, nil
@@ -127,10 +152,13 @@ func decodeEvent(raw json.RawMessage, what string) (*outbox.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r, ok := obj["retry"]; ok && bytes.HasPrefix(bytes.TrimSpace(r), []byte("{")) {
+	if r, ok := obj["retry"]; ok && bytes.HasPrefix(r, []byte("{")) {
 		if _, err := object(r, "retry", "retry.", retryKeys); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkText(obj); err != nil {
+		return nil, err
 	}
 	e := new(outbox.Event)
 	if err := json.Unmarshal(raw, e); err != nil {

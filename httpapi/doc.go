@@ -24,7 +24,7 @@
 //	POST   /v1/events/{id}/retry      → the event, pending again; 404 unknown; 409 not failed
 //	POST   /v1/events/retry?status=failed&user_id=    → {"count":N}
 //	DELETE /v1/events/{id}            → {"count":1}; 404 unknown
-//	DELETE /v1/events?entity_id=a,b&entity_id=c       → {"count":N}
+//	DELETE /v1/events?entity_id=a&entity_id=b         → {"count":N}
 //	DELETE /v1/events?user_id=u                       → {"count":N}
 //	DELETE /v1/events?status=completed&older_than=24h[&limit=N] → {"count":N}
 //	GET    /v1/stale?user_id=&limit=  → {"events":[...]}
@@ -35,13 +35,17 @@
 // Query parameters are checked like bodies: an unknown parameter, a
 // single-valued one given twice, a bad status, limit (1..1000, default 100),
 // duration or cursor is a 400 naming it, so that a typo never widens what a
-// DELETE touches.
+// DELETE touches. entity_id on DELETE is repeated for several entities;
+// each value is one entity, byte for byte (never split on commas, never
+// trimmed: "a,b" is the entity named a,b, and " c" can be deleted); an
+// empty value names nothing.
 //
 // # Access
 //
 // With Options.Token set, every request but GET /healthz and GET /readyz
 // needs "Authorization: Bearer <token>" (compared in constant time) and is
-// answered 401 otherwise, whether the route exists or not. With
+// answered 401 otherwise, whether the route exists or not, before anything
+// else is looked at and before any body is read. With
 // Options.AllowedTypes set, an event of another type is a 400 naming the
 // allowed types (CheckType).
 //
@@ -52,11 +56,66 @@
 // and {"error":"outbox full: <mark> ..."}. Nothing of the request is stored
 // and nothing stored before is dropped.
 //
+// # Self-protection
+//
+// A request is checked in this order, each refusal answered at once:
+// the token (401); the cap on concurrent requests, Options.MaxConcurrent
+// (default 256), over which a request is answered 503 with Retry-After: 1
+// (the probes GET /healthz and GET /readyz are never refused); the route
+// (404, 405); the body's declared size against Options.MaxBodyBytes
+// (default 16 MiB), a 413 before any of it is read; the body budget (503);
+// then the route's own checks (415, 400, ...).
+//
+// The body budget, Options.MaxInflightBodyBytes (default 128 MiB), is
+// shared by all the requests being served: a request reserves its
+// Content-Length, or MaxBodyBytes when it is sent chunked, before its body
+// is read, and releases it when its handler returns. A request the budget
+// cannot cover now is answered 503 with Retry-After: 1; MaxBodyBytes is
+// held to at most the budget, so a body the budget could never cover is a
+// 413. Memory follows the budget: a request allocates about 9 times its
+// body in all (BenchmarkPostBatch1MiB: 8.6 for a 1 MiB batch of 1 KiB
+// events; about 4 to read and decode it, the payloads decoded then
+// compacted, and 5 to write the answer, which carries every event back);
+// at the peak about 3 are live at once (a one-off measurement of the live
+// heap with GOGC=1). Options.MaxInflightBodyBytes times 3 is thus about
+// the most memory the bodies being served hold.
+//
+// An HTTP/1.x answer given without reading the request's whole body (a
+// 401, 404, 405, 413 by Content-Length, 415, 503, or a route that takes no
+// body) says "Connection: close", and the connection is closed after it:
+// net/http would otherwise read the rest of the body before sending the
+// answer, and a client that declares a body and never sends it would hold
+// both until the server's read timeout. The rest of the body is given
+// 500ms to arrive (so that a client still sending it sees its answer, not
+// a reset), then the connection is closed.
+//
+// The http.Server around the API sets the timeouts (ReadHeaderTimeout,
+// ReadTimeout, WriteTimeout, IdleTimeout). A route that streams its
+// answer for longer is wrapped with Streaming, which lifts the write
+// deadline for it: POST /v1/backup is; a route of the daemon's own
+// registered with Server.Handle must be wrapped by the daemon.
+//
+// # Events
+//
 // Events use outbox.Event's JSON form: snake_case fields; "payload" holds any
 // JSON value (stored as its JSON bytes, content type application/json) and
 // "payload_base64" raw bytes. Fields the store assigns (seq, status, ...) are
 // accepted so that a client can post back what it got, and ignored, except
 // created_at, which the store keeps.
+//
+// What is stored is what was posted, byte for byte: encoding/json would
+// replace invalid UTF-8, and every \uD800–\uDFFF escape that is not a high
+// surrogate followed by a low one, with U+FFFD, so that two different ids
+// would become one. Every string of an event (id, type, entity_id,
+// user_id, content_type, payload_base64, and every key and value inside
+// metadata and retry) is checked in the raw JSON and refused with a 400
+// naming the field ("invalid entity_id: not valid UTF-8", "invalid
+// metadata: lone surrogate escape \udc00 ..."). The payload must be valid
+// UTF-8 too; its escapes, lone surrogates included, are kept as written,
+// since it is stored as its JSON text. All other rules and limits of an
+// event (its fields, its payload against store.max_payload, its message
+// against the broker's limit) are the store's: outbox.Event.Validate,
+// called by Store.Enqueue.
 //
 // More routes are added with Server.Handle.
 //
@@ -66,23 +125,30 @@
 // and, in a batch, the event's index ("events[3]: invalid type: ..."):
 //
 //   - 400: malformed JSON, data after the JSON value, a body that is not an
-//     object, an unknown field, a field of the wrong JSON type, a validation
-//     failure (outbox.ErrInvalidEvent), an empty batch;
+//     object, an unknown field, a field of the wrong JSON type, text that
+//     JSON would alter (invalid UTF-8, a lone surrogate escape), a
+//     validation failure (outbox.ErrInvalidEvent), an empty batch;
 //   - 404: an unknown id or route;
 //   - 405: a known route with another method (with an Allow header);
 //   - 401: a missing or wrong token, when Options.Token is set;
 //   - 409: an id stored with different content (boltstore.ErrDuplicate), a
 //     retry of an event that is not failed (boltstore.ErrNotRetryable);
-//   - 413: a payload over Options.MaxPayload or the store's limit, a body
-//     over Options.MaxBodyBytes;
+//   - 413: an event the store refuses as too large (outbox.ErrPayloadTooLarge:
+//     a payload over the store's max_payload, metadata over its limit, a
+//     message over the broker's limit); a body over Options.MaxBodyBytes,
+//     by its Content-Length before it is read or, sent chunked, once it
+//     passes the limit;
 //   - 415: a Content-Type other than application/json (parameters allowed,
 //     a charset only if UTF-8), or none;
 //   - 500: a store failure or a bug (a handler panic is recovered and
 //     logged); the message starts with "internal: ";
 //   - 503: the request's context ended (client gone, deadline), not
-//     ready, or the outbox is full (with Retry-After).
+//     ready, or the outbox is full (with Retry-After); the server is busy:
+//     over Options.MaxConcurrent, or the body budget cannot cover the body
+//     now ("busy: ...", with Retry-After: 1).
 //
-// Client input never causes a 5xx.
+// Client input never causes a 5xx. Every HTTP/1.x answer given without
+// reading the request's whole body closes the connection (Self-protection).
 //
 // # Guarantees
 //
@@ -93,7 +159,9 @@
 //
 // # Caveats
 //
-// Bodies are read whole into memory, up to Options.MaxBodyBytes. Keys must
+// Bodies are read whole into memory, up to Options.MaxBodyBytes, and cost
+// several times their size while a request is served (Self-protection).
+// A chunked body reserves the whole MaxBodyBytes of the budget. Keys must
 // be spelled exactly as in the JSON form (matching is case-sensitive, unlike
 // encoding/json's). Routes must be registered before the server serves.
 package httpapi

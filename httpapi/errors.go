@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,8 +21,9 @@ import (
 // size, JSON shape) before the store is involved. Its message names the
 // offending field where there is one.
 type requestError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter int // seconds; sent as Retry-After when positive
 }
 
 func (e *requestError) Error() string { return e.msg }
@@ -83,9 +85,13 @@ type errorBody struct {
 // fail answers err as a JSON error body. Server faults are logged here, once.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := statusOf(err)
-	if errors.Is(err, boltstore.ErrOutboxFull) {
+	var re *requestError
+	switch {
+	case errors.Is(err, boltstore.ErrOutboxFull):
 		// Admission control: push back on the writer; nothing was stored.
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	case errors.As(err, &re) && re.retryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
 	}
 	switch {
 	case status >= 500 && status != http.StatusServiceUnavailable:
@@ -98,7 +104,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeJSON answers v as JSON with the given status.
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		s.log.Error("httpapi: encode response", "err", err)
 		status = http.StatusInternalServerError
@@ -108,7 +114,20 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Type", outbox.ContentTypeJSON)
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n')) //nolint:errcheck // the client went away; nothing to do
+	w.Write(b) //nolint:errcheck // the client went away; nothing to do
+}
+
+// marshal encodes v as one line of JSON and a newline, without escaping
+// HTML characters: answers are application/json (with nosniff), and a JSON
+// payload comes back byte for byte as it was stored ("&" stays "&").
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // defaultRetryAfter is the Retry-After of a 503 "outbox full" whose error

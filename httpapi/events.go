@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -57,14 +55,11 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	created, err := s.store.Enqueue(r.Context(), events...)
-	switch {
-	case err == nil:
-	case len(events) == 1 && errors.Is(err, outbox.ErrInvalidEvent):
-		err = withIndex(0, err) // the store names the index only among several
-	case errors.Is(err, boltstore.ErrDuplicate):
-		if i := s.conflictIndex(r.Context(), events); i >= 0 {
-			err = withIndex(i, err)
-		}
+	if err != nil && len(events) == 1 && (errors.Is(err, outbox.ErrInvalidEvent) || errors.Is(err, boltstore.ErrDuplicate)) {
+		// The store names the event's index only among several (Store.Enqueue):
+		// name it here for a batch of one, and only then, or the message
+		// would say "events[1]: events[1]: ...".
+		err = withIndex(0, err)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -91,10 +86,10 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Ev
 	if !ok {
 		return nil, reject(http.StatusBadRequest, "invalid events: required")
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(list, &items); err != nil {
+	if len(list) == 0 || list[0] != '[' {
 		return nil, reject(http.StatusBadRequest, "invalid events: want an array, got %s", kindOf(list))
 	}
+	items := elements(list)
 	if len(items) == 0 {
 		return nil, reject(http.StatusBadRequest, "invalid events: want at least one event")
 	}
@@ -112,40 +107,11 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Ev
 	return events, nil
 }
 
-// checkEvent applies the server's own rules before the store sees the
-// event: the type allowlist and the payload limit.
+// checkEvent applies the server's own rule before the store sees the
+// event: the type allowlist. Every other rule and limit, the payload's
+// included, is the store's (Store.Enqueue).
 func (s *Server) checkEvent(e *outbox.Event) error {
-	if err := CheckType(s.allowed, e.Type); err != nil {
-		return err
-	}
-	if len(e.Payload) > s.maxPayload {
-		return reject(http.StatusRequestEntityTooLarge, "invalid payload: %d bytes, over the limit of %d", len(e.Payload), s.maxPayload)
-	}
-	return nil
-}
-
-// conflictIndex finds the event that made a batch fail with ErrDuplicate:
-// one that repeats an earlier event's id with other content, or whose id is
-// stored with other content. It returns -1 when it finds none (the store
-// changed meanwhile). It runs only on that error path.
-func (s *Server) conflictIndex(ctx context.Context, events []*outbox.Event) int {
-	seen := make(map[string]*outbox.Event, len(events))
-	for i, e := range events {
-		if e.ID == "" {
-			continue
-		}
-		if prev, ok := seen[e.ID]; ok {
-			if !prev.SameContent(e) {
-				return i
-			}
-			continue
-		}
-		seen[e.ID] = e
-		if stored, err := s.store.Get(ctx, e.ID); err == nil && !stored.SameContent(e) {
-			return i
-		}
-	}
-	return -1
+	return CheckType(s.allowed, e.Type)
 }
 
 // getEvent answers the event with its current status, or 404.

@@ -55,15 +55,15 @@ func (p *params) str(name string) string {
 	return vs[0]
 }
 
-// list is a repeatable parameter whose values may also be comma-separated;
-// empty items are dropped.
+// list is a repeatable parameter: each value is one item, byte for byte
+// (never split on commas, never trimmed: an entity may be named "a,b" or
+// " c"); empty values name nothing and are dropped, as an empty
+// single-valued parameter counts as absent.
 func (p *params) list(name string) []string {
 	var out []string
 	for _, v := range p.q[name] {
-		for item := range strings.SplitSeq(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				out = append(out, item)
-			}
+		if v != "" {
+			out = append(out, v)
 		}
 	}
 	return out

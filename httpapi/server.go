@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -23,9 +25,13 @@ type Store interface {
 	// stored already with the same content stores nothing and fills the
 	// event from the store; created counts the new ones. Errors wrapping
 	// outbox.ErrInvalidEvent (and outbox.ErrPayloadTooLarge) are the
-	// client's, answered 400 (413); a multi-event call prefixes them with
-	// "events[i]: ". An id stored with other content fails with an error
-	// wrapping boltstore.ErrDuplicate, answered 409.
+	// client's, answered 400 (413): Enqueue is the one owner of the event
+	// rules and limits (outbox.Event.Validate with the store's MaxPayload
+	// and MaxMessage). An id stored with other content, or repeated in the
+	// call with other content, fails with an error wrapping
+	// boltstore.ErrDuplicate, answered 409. A multi-event call prefixes
+	// both kinds with the event's index, "events[i]: ", and a one-event
+	// call does not (the API adds "events[0]: " for a batch of one).
 	Enqueue(ctx context.Context, events ...*outbox.Event) (created int, err error)
 	// Get returns the event with its current status, or an error wrapping
 	// boltstore.ErrNotFound (also for an id that is not a UUID), answered 404.
@@ -39,13 +45,24 @@ var _ Store = (*boltstore.Store)(nil)
 
 // Options tune a Server. The zero value works.
 type Options struct {
-	// MaxPayload is the per-event payload limit in bytes (default
-	// outbox.DefaultPayload). A larger payload is answered 413 before the
-	// store sees it; the store applies its own limit too.
-	MaxPayload int
-	// MaxBodyBytes is the request body limit (default 64 MiB); a larger
-	// body is answered 413. Bodies are read whole into memory.
+	// MaxBodyBytes is the per-request body limit (default
+	// DefaultMaxBodyBytes, 16 MiB; at most MaxInflightBodyBytes): a
+	// Content-Length over it is answered 413 before anything is read, a
+	// chunked body 413 once it passes it. Bodies are read whole into
+	// memory. The payload limit is the store's (Store.Enqueue), not this.
 	MaxBodyBytes int64
+	// MaxInflightBodyBytes is the byte budget that the bodies of all the
+	// requests being served share (default DefaultMaxInflightBodyBytes,
+	// 128 MiB; negative: no budget). A request reserves its Content-Length,
+	// or MaxBodyBytes when it is sent chunked, before its body is read,
+	// and releases it when its handler returns; a request the budget
+	// cannot cover now is answered 503 with Retry-After: 1 at once.
+	MaxInflightBodyBytes int64
+	// MaxConcurrent caps the requests served at once (default
+	// DefaultMaxConcurrent, 256; negative: no cap). A request over the cap
+	// is answered 503 with Retry-After: 1 at once, without waiting; the
+	// probes (GET /healthz, GET /readyz) are never refused.
+	MaxConcurrent int
 	// Ready reports whether the sidecar can publish (NATS is connected);
 	// GET /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -72,18 +89,29 @@ type Options struct {
 	Enqueued func(events ...*outbox.Event)
 }
 
-// DefaultMaxBodyBytes is the request body limit when Options.MaxBodyBytes is zero.
-const DefaultMaxBodyBytes = 64 << 20
+// The defaults of Options' limits.
+const (
+	DefaultMaxBodyBytes         = 16 << 20  // Options.MaxBodyBytes
+	DefaultMaxInflightBodyBytes = 128 << 20 // Options.MaxInflightBodyBytes
+	DefaultMaxConcurrent        = 256       // Options.MaxConcurrent
+)
 
 // readyTimeout bounds a readiness check whose client set no deadline.
 const readyTimeout = 5 * time.Second
 
 func (o *Options) setDefaults() {
-	if o.MaxPayload <= 0 {
-		o.MaxPayload = outbox.DefaultPayload
+	if o.MaxInflightBodyBytes == 0 {
+		o.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxInflightBodyBytes > 0 {
+		// A body over the whole budget could never be served.
+		o.MaxBodyBytes = min(o.MaxBodyBytes, o.MaxInflightBodyBytes)
+	}
+	if o.MaxConcurrent == 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -93,17 +121,18 @@ func (o *Options) setDefaults() {
 // Server is the sidecar's HTTP API; it implements http.Handler and is safe
 // for concurrent use.
 type Server struct {
-	store      Store
-	admin      AdminStore // nil when store does not implement it
-	ready      func(context.Context) error
-	log        *slog.Logger
-	maxPayload int
-	maxBody    int64
-	token      *[sha256.Size]byte // nil: no auth
-	allowed    []string
-	broker     Broker
-	enqueued   func(...*outbox.Event)
-	mux        *http.ServeMux
+	store    Store
+	admin    AdminStore // nil when store does not implement it
+	ready    func(context.Context) error
+	log      *slog.Logger
+	maxBody  int64
+	bodies   *budget // nil: no budget
+	gate     gate
+	token    *[sha256.Size]byte // nil: no auth
+	allowed  []string
+	broker   Broker
+	enqueued func(...*outbox.Event)
+	mux      *http.ServeMux
 }
 
 // New returns the API over store. When store also implements AdminStore
@@ -115,15 +144,16 @@ func New(store Store, opts Options) *Server {
 	}
 	opts.setDefaults()
 	s := &Server{
-		store:      store,
-		ready:      opts.Ready,
-		log:        opts.Logger,
-		maxPayload: opts.MaxPayload,
-		maxBody:    opts.MaxBodyBytes,
-		allowed:    slices.Clone(opts.AllowedTypes),
-		broker:     opts.Broker,
-		enqueued:   opts.Enqueued,
-		mux:        http.NewServeMux(),
+		store:    store,
+		ready:    opts.Ready,
+		log:      opts.Logger,
+		maxBody:  opts.MaxBodyBytes,
+		bodies:   newBudget(opts.MaxInflightBodyBytes),
+		gate:     newGate(opts.MaxConcurrent),
+		allowed:  slices.Clone(opts.AllowedTypes),
+		broker:   opts.Broker,
+		enqueued: opts.Enqueued,
+		mux:      http.NewServeMux(),
 	}
 	if opts.Token != "" {
 		h := sha256.Sum256([]byte(opts.Token))
@@ -153,11 +183,19 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
-// ServeHTTP routes the request. A panic in a handler is logged and answered
-// 500; requests that match no route are answered 404 or 405 with a JSON
-// body.
+// ServeHTTP routes the request. In order: the token (401), the cap on
+// concurrent requests (503), the route (404, 405), the body's size and
+// the shared body budget (413, 503), then the route's handler. A panic in
+// a handler is logged and answered 500; requests that match no route are
+// answered 404 or 405 with a JSON body. An answer to a request whose body
+// has not been read to its end closes the connection (see responseWriter).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w}
+	if r.Body != nil && r.Body != http.NoBody && r.ProtoMajor == 1 {
+		rw.body = &bodyReader{ReadCloser: r.Body}
+		r.Body = rw.body
+		defer rw.finish()
+	}
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -176,9 +214,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unauthorized(rw, r)
 		return
 	}
+	probe := isOpenPath(r.URL.Path)
+	if !probe {
+		if !s.gate.enter() {
+			s.fail(rw, r, s.gate.busy())
+			return
+		}
+		defer s.gate.leave()
+	}
 	if h, pattern := s.mux.Handler(r); pattern == "" {
 		s.unrouted(rw, r, h)
 		return
+	}
+	if !probe && r.ContentLength != 0 {
+		n, err := s.reserveBody(r)
+		if err != nil {
+			s.fail(rw, r, err)
+			return
+		}
+		defer s.bodies.release(n)
 	}
 	s.mux.ServeHTTP(rw, r)
 }
@@ -231,24 +285,83 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // responseWriter notes whether the response has started, so that the panic
-// recovery does not write a second header.
+// recovery does not write a second header, and closes an HTTP/1.x
+// connection after an answer given without reading the request's whole
+// body.
+//
+// net/http, when a handler returns with a declared body unread, reads up
+// to 256 KiB of it, to keep the connection, before it sends the answer and
+// again before it takes the next request: a client that declares a body
+// and never sends it would hold the answer (a 401, a 413, a 503) and the
+// connection until the server's read timeout, if any. "Connection: close"
+// sends the answer at once, and finish gives the rest of the body
+// unreadBodyLinger to arrive before the connection is closed. (HTTP/2
+// does not wait for unread bodies; there "Connection: close" would end
+// every stream of the connection.)
 type responseWriter struct {
 	http.ResponseWriter
+	body        *bodyReader // nil: the request has no body, or is not HTTP/1.x
 	wroteHeader bool
+	closing     bool // Connection: close was set for an unread body
 }
 
+// unreadBodyLinger is how long the server still reads (and drops) the rest
+// of a body it answered without reading, before it closes the connection:
+// long enough for a client that is sending it not to see its answer
+// reset, as net/http lingers before a close.
+const unreadBodyLinger = 500 * time.Millisecond
+
 func (w *responseWriter) WriteHeader(status int) {
+	if !w.wroteHeader && w.body != nil && !w.body.eof {
+		w.Header().Set("Connection", "close")
+		w.closing = true
+	}
 	w.wroteHeader = true
 	w.ResponseWriter.WriteHeader(status)
 }
 
+// finish runs when ServeHTTP returns: after an answer that closes the
+// connection for an unread body, it bounds the wait for that body.
+func (w *responseWriter) finish() {
+	if w.closing {
+		_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now().Add(unreadBodyLinger))
+	}
+}
+
 func (w *responseWriter) Write(b []byte) (int, error) {
-	w.wroteHeader = true
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
 	return w.ResponseWriter.Write(b)
 }
 
-// Unwrap lets http.ResponseController reach the connection's writer.
+// FlushError flushes what was written, starting the response first so
+// that WriteHeader sees it (http.ResponseController calls it).
+func (w *responseWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (its
+// SetWriteDeadline: see Streaming).
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// bodyReader notes whether the request body was read to its end. It is
+// read and checked in the handler's goroutine.
+type bodyReader struct {
+	io.ReadCloser
+	eof bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
 
 // capture records a response in memory.
 type capture struct {

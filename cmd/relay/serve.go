@@ -96,7 +96,6 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	api := httpapi.New(store, httpapi.Options{
-		MaxPayload: cfg.Store.MaxPayload,
 		Ready: func(context.Context) error {
 			if !pub.Connected() {
 				return errors.New("nats not connected")
