@@ -52,24 +52,27 @@ func writeFileAtomic(path string, fill func(io.Writer) (int64, error)) (int64, e
 
 // checkStoreFile opens a store file read-only and checks that it is a whole
 // bbolt file holding an outbox: a backup that passes can be opened by the
-// relay. It returns the number of stored events.
-func checkStoreFile(path string) (int, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return 0, fmt.Errorf("%s is not a readable store file: %w", path, err)
-	}
-	defer db.Close()
-	n := 0
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("events"))
-		if b == nil {
-			return errors.New("no events bucket: not an outbox store")
+// relay. It returns the number of stored events. A page it cannot read is an
+// error, not a crash.
+func checkStoreFile(path string) (n int, err error) {
+	err = guardFaults(path, func() error {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return fmt.Errorf("%s is not a readable store file: %w", path, err)
 		}
-		n = b.Stats().KeyN
+		defer db.Close()
+		err = db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("events"))
+			if b == nil {
+				return errors.New("no events bucket: not an outbox store")
+			}
+			n = b.Stats().KeyN
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return n, nil
+	return n, err
 }

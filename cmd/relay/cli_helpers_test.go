@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 // relayOpts shape the config of an in-process relay serve.
 type relayOpts struct {
 	natsURL       string // "" embedded NATS on a free port
+	natsAddr      string // the embedded server's nats.embedded_addr (default 127.0.0.1:<free port>)
 	streamName    string // default OUTBOX
 	manageStream  *bool
 	token         string
@@ -31,6 +33,13 @@ type relayOpts struct {
 	eventTypes    []string
 	initialRetry  string
 	subjectPrefix string
+	// httpExtra and natsExtra are more lines of the http and nats sections
+	// (each indented by two spaces, ending in a newline).
+	httpExtra string
+	natsExtra string
+	// tls serves HTTPS with this certificate; the test talks to it with a
+	// client that trusts its CA.
+	tls *testCert
 }
 
 // testRelay is a `relay serve` running in-process on free ports.
@@ -39,6 +48,8 @@ type testRelay struct {
 	dir     string
 	config  string
 	addr    string
+	base    string       // http://addr, or https://addr with tls
+	hc      *http.Client // trusts the test CA with tls
 	natsURL string
 	log     *lockedWriter
 	logBuf  *bytes.Buffer
@@ -58,16 +69,18 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		fmt.Fprintf(&b, "  max_pending: %d\n", o.maxPending)
 	}
 	if o.retention != "" {
-		fmt.Fprintf(&b, "retention:\n  completed: %s\n  interval: 100ms\n", o.retention)
+		fmt.Fprintf(&b, "retention:\n  completed: %s\n  interval: 1s\n", o.retention)
 	}
 	if o.natsURL == "" {
-		natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+		natsAddr := orDefault(o.natsAddr, fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)))
 		fmt.Fprintf(&b, "nats:\n  embedded_addr: %s\n  store_dir: %s\n  publish_timeout: 2s\n", natsAddr, filepath.Join(dir, "nats"))
-		r.natsURL = "nats://" + natsAddr
+		_, port, _ := net.SplitHostPort(natsAddr)
+		r.natsURL = "nats://127.0.0.1:" + port
 	} else {
 		fmt.Fprintf(&b, "nats:\n  url: %s\n  publish_timeout: 2s\n", o.natsURL)
 		r.natsURL = o.natsURL
 	}
+	b.WriteString(o.natsExtra)
 	fmt.Fprintf(&b, "stream:\n  name: %s\n", orDefault(o.streamName, "OUTBOX"))
 	if o.subjectPrefix != "" {
 		fmt.Fprintf(&b, "  subject_prefix: %s\n", o.subjectPrefix)
@@ -78,6 +91,12 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 	fmt.Fprintf(&b, "http:\n  addr: %s\n", r.addr)
 	if o.token != "" {
 		fmt.Fprintf(&b, "  token: %s\n", o.token)
+	}
+	b.WriteString(o.httpExtra)
+	r.base, r.hc = "http://"+r.addr, http.DefaultClient
+	if o.tls != nil {
+		fmt.Fprintf(&b, "  tls:\n    cert_file: %s\n    key_file: %s\n    ca_file: %s\n", o.tls.certFile, o.tls.keyFile, o.tls.certFile)
+		r.base, r.hc = "https://"+r.addr, o.tls.client()
 	}
 	fmt.Fprintf(&b, "retry:\n  initial_interval: %s\n  max_interval: 10m\n  multiplier: 2\n", orDefault(o.initialRetry, "50ms"))
 	if o.maxAttempts > 0 {
@@ -112,7 +131,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 			t.Fatalf("relay serve returned early: %v", err)
 		default:
 		}
-		res, err := http.Get("http://" + r.addr + "/readyz")
+		res, err := r.hc.Get(r.base + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -122,11 +141,11 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 	// NATS is connected once ready; the stream is created (when managed) by
 	// the relay loop a moment later. Tests start from a settled state.
 	natstest.Eventually(t, 20*time.Second, "stream found", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+r.addr+"/v1/status", nil)
+		req, _ := http.NewRequest(http.MethodGet, r.base+"/v1/status", nil)
 		if o.token != "" {
 			req.Header.Set("Authorization", "Bearer "+o.token)
 		}
-		res, err := http.DefaultClient.Do(req)
+		res, err := r.hc.Do(req)
 		if err != nil {
 			return false
 		}
@@ -168,14 +187,14 @@ func (r *testRelay) stop() {
 // api calls the relay's HTTP API directly (setting up test data).
 func (r *testRelay) api(method, path, body string, out any) int {
 	r.t.Helper()
-	req, err := http.NewRequest(method, "http://"+r.addr+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := r.hc.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func TestCLIEvents(t *testing.T) {
 	del := cli(t, "", "events", "delete", ids[1], "--addr", r.addr).wantCode(t, 0)
 	contains(t, "delete by id", del.stdout, "deleted 1 event")
 	cli(t, "", "events", "delete", ids[1], "--addr", r.addr).wantCode(t, 1) // 404 now
-	del = cli(t, "", "events", "delete", "--entity", "n3,n5", "--addr", r.addr).wantCode(t, 0)
+	del = cli(t, "", "events", "delete", "--entity", "n3", "--entity", "n5", "--addr", r.addr).wantCode(t, 0)
 	contains(t, "delete by entity", del.stdout, "deleted 2 events")
 	del = cli(t, "", "events", "delete", "--user", "u0", "--addr", r.addr, "--json").wantCode(t, 0)
 	if err := json.Unmarshal([]byte(del.stdout), &n); err != nil || n.Count != 4 {
@@ -472,4 +472,23 @@ func TestServeRetention(t *testing.T) {
 		swept.api(http.MethodGet, "/v1/stats", "", &st)
 		return st.Total == 0
 	})
+}
+
+// TestCLIDeleteEntityExact: --entity is one entity_id as given. The CLI split
+// values on commas and trimmed them, so deleting entity "a,b" deleted "a" and
+// "b" instead (issue 9 row 5).
+func TestCLIDeleteEntityExact(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	for _, ent := range []string{"a,b", "a", "b", "c d"} {
+		r.post(fmt.Sprintf(`{"type":"note.added","entity_id":%q}`, ent))
+	}
+	del := cli(t, "", "events", "delete", "--entity", "a,b", "--addr", r.addr).wantCode(t, 0)
+	contains(t, "delete a,b", del.stdout, "deleted 1 event")
+	del = cli(t, "", "events", "delete", "--entity", "c d", "--addr", r.addr).wantCode(t, 0)
+	contains(t, "delete 'c d'", del.stdout, "deleted 1 event")
+	var st boltstore.Stats
+	r.api(http.MethodGet, "/v1/stats", "", &st)
+	if st.Total != 2 {
+		t.Errorf("total = %d, want 2 (entities a and b untouched)", st.Total)
+	}
 }

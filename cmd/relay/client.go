@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,8 +24,8 @@ const defaultAddr = "127.0.0.1:7070"
 
 // commonFlags are the flags of every command that talks to a running relay.
 type commonFlags struct {
-	addr, config, token string
-	json                bool
+	addr, config, token, caFile string
+	json                        bool
 }
 
 func addCommonFlags(fs *flag.FlagSet) *commonFlags {
@@ -31,6 +33,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	fs.StringVar(&f.addr, "addr", "", "the relay's HTTP address, host:port or a URL (default: --config's http.addr, else "+defaultAddr+")")
 	fs.StringVar(&f.config, "config", "", "the relay's config file, for its http.addr and http.token")
 	fs.StringVar(&f.token, "token", "", "bearer token (default: $RELAY_TOKEN, else --config's http.token)")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA that signed the relay's HTTPS certificate (default: $RELAY_CA_FILE, else --config's http.tls.ca_file, else the system's roots)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 	return f
 }
@@ -38,8 +41,9 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 // loadConfig reads --config, or the defaults when it is not given.
 func (f *commonFlags) loadConfig() (*Config, error) { return loadConfig(f.config) }
 
-// client resolves the relay's address and token from the flags, the
-// environment and the config file, in that order.
+// client resolves the relay's address, token and CA from the flags, the
+// environment and the config file, in that order. An address from the
+// config is https:// when the config serves TLS.
 func (f *commonFlags) client() (*client, error) {
 	var cfg *Config
 	if f.config != "" {
@@ -49,11 +53,14 @@ func (f *commonFlags) client() (*client, error) {
 		}
 		cfg = c
 	}
-	addr, token := f.addr, f.token
+	addr, token, caFile := f.addr, f.token, f.caFile
 	if addr == "" {
 		addr = defaultAddr
 		if cfg != nil {
 			addr = cfg.HTTP.Addr
+			if cfg.HTTP.TLS.enabled() {
+				addr = "https://" + addr
+			}
 		}
 	}
 	if token == "" {
@@ -62,7 +69,23 @@ func (f *commonFlags) client() (*client, error) {
 	if token == "" && cfg != nil {
 		token = cfg.HTTP.Token
 	}
-	return newClient(addr, token)
+	caKey := "--ca-file"
+	if caFile == "" {
+		caFile, caKey = os.Getenv("RELAY_CA_FILE"), "$RELAY_CA_FILE"
+	}
+	if caFile == "" && cfg != nil {
+		caFile, caKey = cfg.HTTP.TLS.CAFile, "http.tls.ca_file"
+	}
+	c, err := newClient(addr, token)
+	if err != nil {
+		return nil, err
+	}
+	if caFile != "" {
+		if err := c.trust(caKey, caFile); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // client talks to a running relay's HTTP API.
@@ -84,6 +107,24 @@ func newClient(addr, token string) (*client, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return &client{base: u, token: token, hc: &http.Client{}}, nil
+}
+
+// trust makes the client accept the relay's certificate when the CA in the
+// PEM file caFile signed it (instead of the system's roots); key names where
+// the file came from in an error.
+func (c *client) trust(key, caFile string) error {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("%s: %s holds no PEM certificate", key, caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.hc = &http.Client{Transport: tr}
+	return nil
 }
 
 // String is the relay's base URL.
@@ -202,16 +243,13 @@ func flagError(err error) error {
 	return exitCode(2)
 }
 
-// listFlag is a repeatable flag whose values may also be comma-separated.
+// listFlag is a repeatable flag: each value is one item, byte for byte (an
+// entity_id may hold commas and spaces).
 type listFlag []string
 
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) String() string { return strings.Join(*l, " ") }
 
 func (l *listFlag) Set(v string) error {
-	for item := range strings.SplitSeq(v, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			*l = append(*l, item)
-		}
-	}
+	*l = append(*l, v)
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox/boltstore"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // cmdBackup writes a consistent copy of the store file: through a running
@@ -78,28 +80,58 @@ func onlineBackup(ctx context.Context, c *client, dst string) (int64, error) {
 	})
 }
 
-// offlineBackup opens the store file itself and copies it into dst. It
-// fails with a clear message when a running relay holds the file.
-func offlineBackup(ctx context.Context, src, dst string) (int64, error) {
-	store, err := openOffline(src)
-	if err != nil {
-		return 0, err
+// offlineBackup copies the store file src into dst, page by page from one
+// read transaction, without changing src: it opens it read-only with bbolt
+// rather than with boltstore.Open (which writes its layout into the file and
+// refuses a damaged one), so that it also keeps a copy of a file the relay
+// will not start on. A damaged file whose pages cannot be read is an error,
+// never a crash. It fails with a clear message when a running relay holds
+// the file.
+func offlineBackup(ctx context.Context, src, dst string) (n int64, err error) {
+	if _, err := os.Stat(src); err != nil {
+		return 0, fmt.Errorf("no store file at %s (store.path): %w", src, err)
 	}
-	defer store.Close()
-	return writeFileAtomic(dst, func(w io.Writer) (int64, error) { return store.Backup(ctx, w) })
+	err = guardFaults(src, func() error {
+		db, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+		if errors.Is(err, berrors.ErrTimeout) {
+			return lockedError(src, fmt.Errorf("%w: %s", boltstore.ErrLocked, src))
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", src, err)
+		}
+		defer db.Close()
+		n, err = writeFileAtomic(dst, func(w io.Writer) (int64, error) {
+			var n int64
+			err := db.View(func(tx *bolt.Tx) error {
+				var err error
+				n, err = tx.WriteTo(ctxWriter{ctx, w})
+				return err
+			})
+			return n, err
+		})
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("copy %s: %w: the file ends before its last page (it was truncated); keep it with cp and restore a backup", src, boltstore.ErrCorrupt)
+		}
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", src, err)
+		}
+		return nil
+	})
+	return n, err
 }
 
-// openOffline opens an existing store file for an offline command, waiting
-// briefly for its lock.
-func openOffline(path string) (*boltstore.Store, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no store file at %s (store.path): %w", path, err)
+// ctxWriter stops a copy when its context ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+// Write writes p unless the context has ended.
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
 	}
-	store, err := boltstore.Open(path, &boltstore.Options{Timeout: 500 * time.Millisecond})
-	if errors.Is(err, boltstore.ErrLocked) {
-		return nil, lockedError(path, err)
-	}
-	return store, err
+	return c.w.Write(p)
 }
 
 // heldError explains that a running relay holds the store file; it wraps

@@ -36,7 +36,8 @@ func cmdCompact(ctx context.Context, args []string, std stdio) error {
 	tmp := src + ".compact"
 	os.Remove(tmp) // a leftover of an interrupted run
 	start := time.Now()
-	if err := boltstore.Compact(ctx, src, tmp); err != nil {
+	// A damaged file's pages may fault: an error, never a crash.
+	if err := guardFaults(src, func() error { return boltstore.Compact(ctx, src, tmp) }); err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, boltstore.ErrLocked) {
 			return fmt.Errorf("compact: %w", &heldError{path: src, err: err, advice: "stop it first (compaction rewrites the file offline)"})

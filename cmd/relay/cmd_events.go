@@ -18,7 +18,7 @@ const eventsUsage = `usage: relay events <list|show|retry|delete> [flags]
   list    [--status S] [--user U] [--entity E] [--type T] [--limit N] [--cursor C] [--all]
   show    ID...
   retry   ID...  |  --status failed [--user U]        (failed events become pending again)
-  delete  ID...  |  --entity E[,E...]  |  --user U    (events are removed from the outbox)
+  delete  ID...  |  --entity E [--entity E...]  |  --user U    (events are removed from the outbox)
 
 Every subcommand takes --addr, --config, --token and --json.
 `
@@ -259,10 +259,10 @@ func eventsRetry(ctx context.Context, args []string, std stdio) error {
 
 // eventsDelete removes events by id, by entity or by user.
 func eventsDelete(ctx context.Context, args []string, std stdio) error {
-	fs := newFlagSet("events delete", "events delete ID... | --entity E[,E...] | --user U", std)
+	fs := newFlagSet("events delete", "events delete ID... | --entity E [--entity E...] | --user U", std)
 	cf := addCommonFlags(fs)
 	var entities listFlag
-	fs.Var(&entities, "entity", "delete every event of these entity_ids (repeatable, or comma-separated)")
+	fs.Var(&entities, "entity", "delete every event of this entity_id, exactly as given (repeatable)")
 	user := fs.String("user", "", "delete every event of this user_id")
 	ids, err := parseArgs(fs, args)
 	if err != nil {

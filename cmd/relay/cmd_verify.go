@@ -191,11 +191,7 @@ func (v *verifier) connect(stream, prefix string) (jetstream.JetStream, func(), 
 		Name:          "fitiqcore-outbox-verify",
 		SubjectPrefix: prefix,
 		Stream:        publisher.StreamConfig{Manage: false, Name: stream},
-		Auth: publisher.Auth{
-			User: n.User, Password: n.Password, Token: n.Token,
-			NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
-			TLSCAFile: n.TLS.CAFile, TLSCertFile: n.TLS.CertFile, TLSKeyFile: n.TLS.KeyFile,
-		},
+		Auth:          natsAuth(n), // nats.embedded_auth for the embedded server
 	})
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox"
+	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 )
 
@@ -107,7 +111,14 @@ func TestConfigExampleIsValidAndComplete(t *testing.T) {
 	if *c.Retention.Completed != *def.Retention.Completed || c.Retention.Interval != def.Retention.Interval || len(c.EventTypes) != 0 {
 		t.Errorf("config.example.yaml: retention %v/%v, event_types %v differ from the defaults", *c.Retention.Completed, c.Retention.Interval, c.EventTypes)
 	}
-	if c.Store != def.Store || c.HTTP != def.HTTP || c.Relay.BatchSize != def.Relay.BatchSize || c.Relay.MaxInFlight != def.Relay.MaxInFlight || c.Relay.DrainTimeout != def.Relay.DrainTimeout || *c.Relay.Reconcile != *def.Relay.Reconcile || c.Log != def.Log ||
+	// EntityHorizon is a pointer (0s differs from unset): compare its value.
+	cs, ds := c.Store, def.Store
+	if *cs.EntityHorizon != *ds.EntityHorizon {
+		t.Errorf("config.example.yaml: store.entity_horizon %s, default %s", *cs.EntityHorizon, *ds.EntityHorizon)
+	}
+	cs.EntityHorizon, ds.EntityHorizon = nil, nil
+	if cs != ds || c.HTTP != def.HTTP || c.NATS.EmbeddedAuth != def.NATS.EmbeddedAuth || c.Stream.Source != def.Stream.Source ||
+		c.Retry.MaxInterval != def.Retry.MaxInterval || c.Retry.Multiplier != def.Retry.Multiplier || *c.Retry.Jitter != *def.Retry.Jitter || c.Relay.BatchSize != def.Relay.BatchSize || c.Relay.MaxInFlight != def.Relay.MaxInFlight || c.Relay.DrainTimeout != def.Relay.DrainTimeout || *c.Relay.Reconcile != *def.Relay.Reconcile || c.Log != def.Log ||
 		c.Stream.Name != def.Stream.Name || c.Stream.DuplicateWindow != def.Stream.DuplicateWindow ||
 		c.Retry.InitialInterval != def.Retry.InitialInterval || c.Retry.MaxAttempts != def.Retry.MaxAttempts ||
 		c.NATS.EmbeddedAddr != def.NATS.EmbeddedAddr || c.NATS.PublishTimeout != def.NATS.PublishTimeout {
@@ -199,5 +210,184 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 func TestConfigMissingFile(t *testing.T) {
 	if _, err := loadConfig(filepath.Join(t.TempDir(), "nope.yaml")); err == nil {
 		t.Fatal("no error for a missing file")
+	}
+}
+
+// TestConfigBounds (issue 9, rows 1, 6, 7, 15 on the config side): every
+// duration and size has a bound, and the error names the key with the rule
+// it broke. Each row was accepted, or refused only as an unknown key, before.
+func TestConfigBounds(t *testing.T) {
+	const ext = "nats:\n  url: nats://127.0.0.1:4222\n"
+	tests := []struct{ name, body, want string }{
+		{"retry interval past year 2262", "retry:\n  initial_interval: 2200000h\n  max_interval: 2200000h\n", "retry.initial_interval: must be positive and at most 168h"},
+		{"retry max interval", "retry:\n  max_interval: 200h\n", "retry.max_interval: must be from initial_interval (1s) to 168h"},
+		{"retry multiplier", "retry:\n  multiplier: 1000\n", "retry.multiplier: must be from 1 to 100"},
+		{"retry multiplier NaN", "retry:\n  multiplier: .nan\n", "retry.multiplier: must be from 1 to 100"},
+		{"retry max attempts", "retry:\n  max_attempts: 1001\n", "retry.max_attempts: must be 1..1000"},
+		{"retry jitter NaN", "retry:\n  jitter: .nan\n", "retry.jitter: must be in [0,1)"},
+		{"retention interval 1ns", "retention:\n  interval: 1ns\n", "retention.interval: must be from 1s to 24h"},
+		{"retention interval 48h", "retention:\n  interval: 48h\n", "retention.interval: must be from 1s to 24h"},
+		{"retention completed", "retention:\n  completed: 9000h\n", "retention.completed: must be 0s (remove on ack) or from 0s to 8784h"},
+		{"stale after 1ns", "store:\n  stale_after: 1ns\n", "store.stale_after: must be from 1s to 8784h"},
+		{"stale after 9000h", "store:\n  stale_after: 9000h\n", "store.stale_after: must be from 1s to 8784h"},
+		{"max pending age 1ns", "store:\n  max_pending_age: 1ns\n", "store.max_pending_age: must be 0s (no limit) or from 1s to 8784h"},
+		{"max pending age 9000h", "store:\n  max_pending_age: 9000h\n", "store.max_pending_age: must be 0s (no limit) or from 1s to 8784h"},
+		{"max pending", "store:\n  max_pending: 2000000000\n", "store.max_pending: must be 0 (no limit) up to 1000000000"},
+		{"max bytes", "store:\n  max_bytes: 2199023255552\n", "store.max_bytes: must be 0 (no limit) up to 1099511627776"},
+		{"drain timeout", "relay:\n  drain_timeout: 2h\n", "relay.drain_timeout: must be from 100ms to 1h"},
+		{"publish timeout 1ns", "nats:\n  publish_timeout: 1ns\n", "nats.publish_timeout: must be from 100ms to 10m0s"},
+		{"publish timeout 1h", "nats:\n  publish_timeout: 1h\n", "nats.publish_timeout: must be from 100ms to 10m0s"},
+		{"duplicate window", "stream:\n  duplicate_window: 200h\nstore:\n  idempotency_window: 300h\n", "stream.duplicate_window: must be from 100ms to 168h"},
+		{"stream source", "stream:\n  source: 'urn:a b'\n", "stream.source: byte 0x20 not allowed"},
+		{"payload over the embedded server's ceiling", "store:\n  max_payload: 8388608\n", fmt.Sprintf("store.max_payload: must be 1..%d bytes with the embedded NATS server", embeddedPayloadLimit())},
+		{"payload with nats.url", ext + "store:\n  max_payload: 67108865\nhttp:\n  max_body_bytes: 1073741824\n  max_inflight_body_bytes: 1073741824\n", "store.max_payload: must be 1..67108864 bytes"},
+		{"idempotency window under the duplicate window", "store:\n  idempotency_window: 1m\n", "store.idempotency_window: must be from 2m0s to 8784h"},
+		{"idempotency window over a year", "store:\n  idempotency_window: 9000h\n", "store.idempotency_window: must be from 2m0s to 8784h"},
+		{"entity horizon under the idempotency window", "store:\n  entity_horizon: 1h\n", "store.entity_horizon: must be 0s (never forget) or from 24h to 8784h"},
+		{"entity horizon over a year", "store:\n  entity_horizon: 9000h\n", "store.entity_horizon: must be 0s (never forget) or from 24h to 8784h"},
+		{"entity horizon negative", "store:\n  entity_horizon: -1s\n", "store.entity_horizon: must be 0s (never forget) or from 24h"},
+		{"read header timeout", "http:\n  read_header_timeout: 1ms\n", "http.read_header_timeout: must be from 100ms to 1h"},
+		{"read timeout", "http:\n  read_timeout: 2h\n", "http.read_timeout: must be from 100ms to 1h"},
+		{"write timeout", "http:\n  write_timeout: 50ms\n", "http.write_timeout: must be from 100ms to 1h"},
+		{"idle timeout", "http:\n  idle_timeout: -1s\n", "http.idle_timeout: must be from 100ms to 1h"},
+		{"header timeout over read timeout", "http:\n  read_header_timeout: 10s\n  read_timeout: 5s\n", "http.read_header_timeout: must be at most http.read_timeout (5s)"},
+		{"max concurrent requests", "http:\n  max_concurrent_requests: -1\n", "http.max_concurrent_requests: must be 1..100000"},
+		{"max concurrent requests over", "http:\n  max_concurrent_requests: 200000\n", "http.max_concurrent_requests: must be 1..100000"},
+		{"max body bytes under one event", "http:\n  max_body_bytes: 1000\n", fmt.Sprintf("http.max_body_bytes: must be %d..1073741824 bytes", minBodyBytes(1<<20))},
+		{"max body bytes over", "http:\n  max_body_bytes: 2147483648\n  max_inflight_body_bytes: 4294967296\n", fmt.Sprintf("http.max_body_bytes: must be %d..1073741824 bytes", minBodyBytes(1<<20))},
+		{"max inflight under max body", "http:\n  max_inflight_body_bytes: 1048576\n", "http.max_inflight_body_bytes: must be from http.max_body_bytes (16777216)"},
+		{"tls cert without key", "http:\n  tls:\n    cert_file: c.pem\n", "http.tls.key_file: required with http.tls.cert_file"},
+		{"tls key without cert", "http:\n  tls:\n    key_file: k.pem\n", "http.tls.cert_file: required with http.tls.key_file"},
+		{"embedded auth token and user", "nats:\n  embedded_auth:\n    token: t\n    user: u\n    password: p\n", "nats.embedded_auth: set either token or user and password"},
+		{"embedded auth user without password", "nats:\n  embedded_auth:\n    user: u\n", "nats.embedded_auth.password: required with nats.embedded_auth.user"},
+		{"embedded auth password without user", "nats:\n  embedded_auth:\n    password: p\n", "nats.embedded_auth.user: required with nats.embedded_auth.password"},
+		{"embedded auth token with a space", "nats:\n  embedded_auth:\n    token: 'a b'\n", "nats.embedded_auth.token: must not contain white space"},
+		{"embedded auth with nats.url", "nats:\n  url: nats://127.0.0.1:4222\n  embedded_auth:\n    token: t\n", "nats.embedded_auth: applies to the embedded server only"},
+		{"client token for the embedded server", "nats:\n  token: t\n", "nats.token: applies to the server of nats.url, which is not set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(writeFile(t, tt.body))
+			if err == nil {
+				t.Fatalf("accepted, want %q", tt.want)
+			}
+			if !errors.Is(err, errConfig) {
+				t.Errorf("error %v does not wrap errConfig", err)
+			}
+			if !strings.Contains(err.Error(), "config: "+tt.want) {
+				t.Errorf("error %q\nlacks %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestConfigBoundsAccepted: the edges of each bound are accepted, and the
+// defaults of the windows follow the windows they must cover.
+func TestConfigBoundsAccepted(t *testing.T) {
+	tests := []struct {
+		name, body string
+		check      func(t *testing.T, c *Config)
+	}{
+		{"retention interval 1s", "retention:\n  interval: 1s\n", nil},
+		{"embedded payload at the ceiling", fmt.Sprintf("store:\n  max_payload: %d\n", embeddedPayloadLimit()), nil},
+		{"payload of 64 MiB with nats.url", "nats:\n  url: nats://127.0.0.1:4222\nstore:\n  max_payload: 67108864\nhttp:\n  max_body_bytes: 100000000\n  max_inflight_body_bytes: 200000000\n", nil},
+		{"idempotency window equal to the duplicate window", "stream:\n  duplicate_window: 2m\nstore:\n  idempotency_window: 2m\n  entity_horizon: 2m\n", nil},
+		{"entity horizon 0s never forgets", "store:\n  entity_horizon: 0s\n", func(t *testing.T, c *Config) {
+			if o := storeOptions(c); o.EntityHorizon >= 0 {
+				t.Errorf("store.entity_horizon 0s: boltstore EntityHorizon %s, want negative (never forget)", o.EntityHorizon)
+			}
+		}},
+		{"idempotency default follows a long duplicate window", "stream:\n  duplicate_window: 48h\n", func(t *testing.T, c *Config) {
+			if c.Store.IdempotencyWindow != 48*time.Hour || *c.Store.EntityHorizon != 168*time.Hour {
+				t.Errorf("idempotency window %s, entity horizon %s; want 48h, 168h", c.Store.IdempotencyWindow, *c.Store.EntityHorizon)
+			}
+		}},
+		{"entity horizon default follows a long idempotency window", "store:\n  idempotency_window: 200h\n", func(t *testing.T, c *Config) {
+			if *c.Store.EntityHorizon != 200*time.Hour {
+				t.Errorf("entity horizon %s, want 200h", *c.Store.EntityHorizon)
+			}
+		}},
+		{"embedded auth token", "nats:\n  embedded_addr: 0.0.0.0:4222\n  embedded_auth:\n    token: s3cret\n", nil},
+		{"embedded auth user", "nats:\n  embedded_auth:\n    user: relay\n    password: s3cret\n", nil},
+		{"tls both files", "http:\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n", nil},
+		{"timeouts at the edges", "http:\n  read_header_timeout: 100ms\n  read_timeout: 1h\n  write_timeout: 1h\n  idle_timeout: 100ms\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(writeFile(t, tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+// TestConfigNewKeysDefaultsAndWiring: the defaults of the keys issue 9
+// added, and what the store and the HTTP server get from them.
+func TestConfigNewKeysDefaultsAndWiring(t *testing.T) {
+	c, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.HTTP
+	if h.ReadHeaderTimeout != 5*time.Second || h.ReadTimeout != 30*time.Second || h.WriteTimeout != 30*time.Second ||
+		h.IdleTimeout != 2*time.Minute || h.MaxConcurrentRequests != 256 || h.MaxBodyBytes != 16<<20 ||
+		h.MaxInflightBodyBytes != 128<<20 || h.TLS != (HTTPTLSConfig{}) {
+		t.Errorf("http defaults: %+v", h)
+	}
+	if c.Store.IdempotencyWindow != 24*time.Hour || *c.Store.EntityHorizon != 168*time.Hour || c.NATS.EmbeddedAuth.set() {
+		t.Errorf("store/nats defaults: idempotency %s, horizon %s, embedded auth %+v", c.Store.IdempotencyWindow, *c.Store.EntityHorizon, c.NATS.EmbeddedAuth)
+	}
+	o := storeOptions(c)
+	if o.IdempotencyWindow != 24*time.Hour || o.EntityHorizon != 168*time.Hour {
+		t.Errorf("store options: idempotency %s, horizon %s", o.IdempotencyWindow, o.EntityHorizon)
+	}
+	srv := httpServer(h, nil, nil, slog.New(slog.DiscardHandler))
+	if srv.ReadHeaderTimeout != h.ReadHeaderTimeout || srv.ReadTimeout != h.ReadTimeout || srv.WriteTimeout != h.WriteTimeout || srv.IdleTimeout != h.IdleTimeout {
+		t.Errorf("http.Server timeouts %v %v %v %v", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout)
+	}
+}
+
+// TestEmbeddedMaxPayload: the embedded server's max_payload is the inverse
+// of outbox.MessageLimit for the largest event store.max_payload allows, so
+// that every event the store accepts can be published and dead-lettered; and
+// it stays within nats-server's ceiling.
+func TestEmbeddedMaxPayload(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	for _, p := range []int{1, 1 << 20, embeddedPayloadLimit()} {
+		e := &outbox.Event{
+			ID: "0190d8a4-0000-7000-8000-000000000000", Type: long(outbox.MaxTypeLen),
+			EntityID: long(outbox.MaxIDFieldLen), UserID: long(outbox.MaxIDFieldLen),
+			Metadata:    []byte(`{"a":"` + long(outbox.MaxMetadataLen-8) + `"}`),
+			ContentType: long(outbox.MaxContentTypeLen), Payload: make([]byte, p), MaxAttempts: 1,
+		}
+		max := embeddedMaxPayload(p)
+		if err := e.Validate(outbox.Options{MaxPayload: p, MaxMessage: outbox.MessageLimit(max)}); err != nil {
+			t.Errorf("payload %d: the largest event is refused under the embedded server's limit %d: %v", p, max, err)
+		}
+		if max-int64(e.WireSize()) < outbox.DeadLetterReserve {
+			t.Errorf("payload %d: %d bytes left for a dead letter, want at least %d", p, max-int64(e.WireSize()), outbox.DeadLetterReserve)
+		}
+	}
+	if got := embeddedMaxPayload(embeddedPayloadLimit()); got != server.MAX_PAYLOAD_MAX_SIZE {
+		t.Errorf("the largest store.max_payload gives the server %d, want nats-server's MAX_PAYLOAD_MAX_SIZE %d", got, server.MAX_PAYLOAD_MAX_SIZE)
+	}
+	// The docs state the figures: they follow the limits they come from.
+	for _, doc := range []string{"../../config.example.yaml", "../../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, figure := range []string{
+			fmt.Sprintf("at most %d bytes", embeddedPayloadLimit()),
+			fmt.Sprintf("plus %d bytes", embeddedMaxPayload(0)),
+		} {
+			if !strings.Contains(string(b), figure) {
+				t.Errorf("%s does not say %q", doc, figure)
+			}
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,6 +129,85 @@ log:
 	return path
 }
 
+// crashClient posts batches to a relay that is killed under it, one batch
+// at a time: a batch whose answer is lost (the relay died) is posted again
+// with the same ids until it is answered, and some answered batches are
+// posted again as well. Its entities are its own, so the order of its acked
+// batches is the order their entities' events must reach the stream in.
+type crashClient struct {
+	n        int
+	addr     string
+	hc       *http.Client
+	acked    []*outbox.Event // in the order they were acknowledged
+	tries    int             // posts that got no answer (the relay was dead or died)
+	lost     int             // batches posted again after a post got no answer
+	storedOK int             // of those, the ones found stored (200): the answer was lost, not the batch
+	reposts  int             // re-posts of acknowledged batches, answered 200
+	err      error           // a contract violation: stops the client
+}
+
+// send posts one batch until the relay answers it, and returns the status.
+// A dead relay (a refused or cut connection) or a 5xx is retried.
+func (c *crashClient) send(body []byte) int {
+	for {
+		resp, err := c.hc.Post("http://"+c.addr+"/v1/events/batch", "application/json", bytes.NewReader(body))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return resp.StatusCode
+			}
+		}
+		c.tries++
+		time.Sleep(5 * time.Millisecond) // pace the retries while the relay restarts
+	}
+}
+
+func (c *crashClient) run(stop <-chan struct{}, progress *atomic.Int64) {
+	for b := 0; ; b++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		events := make([]*outbox.Event, 50)
+		for i := range events {
+			events[i] = &outbox.Event{ID: uuid.NewString(), Type: "crash.test", EntityID: fmt.Sprintf("c%d-e%d", c.n, (b*len(events)+i)%7),
+				Payload: fmt.Appendf(nil, `{"b":%d,"i":%d}`, b, i), ContentType: outbox.ContentTypeJSON}
+		}
+		body, _ := json.Marshal(map[string]any{"events": events})
+		triesBefore := c.tries
+		status := c.send(body)
+		retried := c.tries > triesBefore
+		if retried {
+			c.lost++
+		}
+		switch {
+		case status == http.StatusOK && retried:
+			c.storedOK++ // stored before the kill, its answer lost: stored once
+		case status == http.StatusCreated:
+		default:
+			c.err = fmt.Errorf("client %d batch %d: answered %d, want 201 (or 200 after a lost answer)", c.n, b, status)
+			return
+		}
+		c.acked = append(c.acked, events...)
+		progress.Add(1)
+		if b%4 == 3 { // re-post an acknowledged batch: it stores nothing
+			if status := c.send(body); status != http.StatusOK {
+				c.err = fmt.Errorf("client %d batch %d: re-post of an acknowledged batch answered %d, want 200", c.n, b, status)
+				return
+			}
+			c.reposts++
+		}
+	}
+}
+
+// TestCrashSIGKILLLosesNothingAndDuplicatesNothing (issue 9, "kill it more
+// often") kills a real child relay with SIGKILL 24 times while four clients
+// keep posting and re-posting after lost answers. Every event acknowledged to
+// a client (201, or 200 for a re-post) is in the stream exactly once, nothing
+// else is, and each entity's events are there in the order they were
+// acknowledged, with entity_seq 1, 2, 3, ...
 func TestCrashSIGKILLLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a child process")
@@ -143,43 +224,51 @@ func TestCrashSIGKILLLosesNothingAndDuplicatesNothing(t *testing.T) {
 		}
 	}()
 
-	const batches, perBatch, kills = 40, 250, 4
-	var ids []string
-	midStream := 0
-	for b := range batches {
-		events := make([]*outbox.Event, perBatch)
-		for i := range events {
-			id := uuid.NewString()
-			events[i] = &outbox.Event{ID: id, Type: "crash.test", EntityID: fmt.Sprintf("entity-%d", (b*perBatch+i)%37), Payload: []byte(`{"n":1}`), ContentType: outbox.ContentTypeJSON}
-			ids = append(ids, id)
-		}
-		for !c.post(events) { // the same ids again after a crash: idempotent
-			c.kill()
-			c.start()
-		}
-		if b%(batches/kills) == batches/kills-1 {
-			// Mid-stream: kill while the relay is publishing the backlog.
-			st := c.stats()
-			if st["pending"] > 0 && st["completed"] > 0 {
-				midStream++
-			}
-			c.kill()
-			if c.log.Len() == 0 {
-				t.Log("relay wrote no log before the kill")
-			}
-			c.start()
-			if p := c.stats()["processing"]; p != 0 {
-				t.Errorf("after restart %d events are processing, want 0", p)
-			}
-		}
+	const kills, clients = 24, 4
+	var progress atomic.Int64
+	stop := make(chan struct{})
+	cls := make([]*crashClient, clients)
+	var wg sync.WaitGroup
+	for i := range cls {
+		cls[i] = &crashClient{n: i, addr: addr, hc: &http.Client{Timeout: 30 * time.Second}}
+		wg.Add(1)
+		go func() { defer wg.Done(); cls[i].run(stop, &progress) }()
 	}
-	t.Logf("%d of %d kills landed mid-stream", midStream, kills)
-	if midStream == 0 {
-		t.Errorf("no kill landed while events were pending and being published")
+	withBacklog := 0
+	for k := range kills {
+		// Let the clients get some batches through, a different number each
+		// time, so the kills land at different points of ingest and drain.
+		at := progress.Load() + int64(1+k%5)
+		natstest.Eventually(t, 30*time.Second, fmt.Sprintf("progress before kill %d", k+1), func() bool { return progress.Load() >= at })
+		if st := c.stats(); st["pending"] > 0 {
+			withBacklog++
+		}
+		c.kill()
+		c.start()
+	}
+	close(stop)
+	wg.Wait() // each client finishes its batch against the restarted relay
+
+	var acked []*outbox.Event
+	lost, storedOK, reposts := 0, 0, 0
+	for _, cl := range cls {
+		if cl.err != nil {
+			t.Error(cl.err)
+		}
+		acked = append(acked, cl.acked...)
+		lost, storedOK, reposts = lost+cl.lost, storedOK+cl.storedOK, reposts+cl.reposts
+	}
+	t.Logf("%d kills (%d with a backlog pending): %d events acknowledged, %d answers lost and posted again (%d of them found stored), %d acknowledged batches re-posted",
+		kills, withBacklog, len(acked), lost, storedOK, reposts)
+	if lost == 0 {
+		t.Errorf("no answer was lost to a kill: the re-post path was not exercised")
+	}
+	if withBacklog == 0 {
+		t.Errorf("no kill landed while events were pending")
 	}
 	natstest.Eventually(t, 60*time.Second, "backlog drained", func() bool {
 		st := c.stats()
-		return st["pending"] == 0 && st["completed"] == int64(len(ids))
+		return st["pending"] == 0 && st["completed"] == int64(len(acked))
 	})
 	// SIGTERM drains and exits cleanly.
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -192,27 +281,44 @@ func TestCrashSIGKILLLosesNothingAndDuplicatesNothing(t *testing.T) {
 		t.Errorf("no clean shutdown in the log:\n%s", c.log.String())
 	}
 
+	// Every acknowledged event once, nothing else, each entity in order.
+	want := map[string][]string{} // entity → ids in the order acknowledged
+	isAcked := map[string]bool{}
+	for _, e := range acked {
+		want[e.EntityID] = append(want[e.EntityID], e.ID)
+		isAcked[e.ID] = true
+	}
 	got := natstest.Read(t, js, "CRASH")
 	seen := map[string]int{}
-	last := map[string]uint64{}
+	pos := map[string]int{}
+	unacked, dup, disorder := 0, 0, 0
 	for _, e := range got {
 		seen[e.ID]++
-		if e.EntitySeq != last[e.EntityID]+1 {
-			t.Errorf("entity %s: entity_seq %d after %d in the stream", e.EntityID, e.EntitySeq, last[e.EntityID])
-		}
-		last[e.EntityID] = e.EntitySeq
-	}
-	lost, dup := 0, 0
-	for _, id := range ids {
-		switch seen[id] {
-		case 0:
-			lost++
-		case 1:
-		default:
+		switch {
+		case !isAcked[e.ID]:
+			unacked++
+			continue
+		case seen[e.ID] > 1:
 			dup++
+			continue
+		}
+		i := pos[e.EntityID]
+		if i >= len(want[e.EntityID]) || want[e.EntityID][i] != e.ID || e.EntitySeq != uint64(i+1) {
+			if disorder < 5 {
+				t.Errorf("entity %s: event %d of the stream is %s with entity_seq %d, want the %d-th acknowledged", e.EntityID, i+1, e.ID, e.EntitySeq, i+1)
+			}
+			disorder++
+		}
+		pos[e.EntityID] = i + 1
+	}
+	missing := 0
+	for id := range isAcked {
+		if seen[id] == 0 {
+			missing++
 		}
 	}
-	if lost != 0 || dup != 0 || len(got) != len(ids) {
-		t.Errorf("after %d SIGKILLs: %d events, %d in the stream, %d lost, %d duplicated", kills, len(ids), len(got), lost, dup)
+	if missing != 0 || dup != 0 || unacked != 0 || disorder != 0 || len(got) != len(acked) {
+		t.Errorf("after %d SIGKILLs: %d events acknowledged, %d in the stream: %d missing, %d duplicated, %d never acknowledged, %d out of order",
+			kills, len(acked), len(got), missing, dup, unacked, disorder)
 	}
 }

@@ -51,7 +51,9 @@ the relay:
               (--config FILE; with none, an embedded NATS server and ./data)
 
 operating a running relay (through its HTTP API: --addr HOST:PORT or a URL,
-default from --config's http.addr or 127.0.0.1:7070; --token or $RELAY_TOKEN):
+default from --config's http.addr or 127.0.0.1:7070; --token or $RELAY_TOKEN;
+for HTTPS an https:// --addr, or a --config with http.tls, and --ca-file or
+$RELAY_CA_FILE for a private CA):
   status      the debug report: statistics, stale and failed events with their
               errors, NATS connection, stream; exits 1 when there are issues
   events      list|show|retry|delete events (--status --user --entity --type)

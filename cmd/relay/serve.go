@@ -39,24 +39,34 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := checkExposure(cfg.HTTP); err != nil {
 		return err
 	}
+	if err := checkEmbeddedExposure(cfg.NATS); err != nil {
+		return err
+	}
+	tlsConfig, err := loadServerTLS(cfg.HTTP.TLS)
+	if err != nil {
+		return err
+	}
 	log := newLogger(cfg.Log, stderr)
 
 	store, err := boltstore.Open(cfg.Store.Path, storeOptions(cfg))
 	if err != nil {
+		if isDamaged(err) {
+			return damagedStore(cfg.Store.Path, *configPath, err)
+		}
 		return err
 	}
 	defer store.Close()
 
-	url := cfg.NATS.URL
+	url, auth := cfg.NATS.URL, natsAuth(cfg.NATS)
 	if url == "" {
-		ns, err := startEmbedded(cfg, log)
+		ns, u, err := startEmbedded(cfg, log)
 		if err != nil {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		url = ns.ClientURL()
+		url = u
 	}
-	retry := outbox.RetryPolicy{InitialInterval: cfg.Retry.InitialInterval, MaxInterval: cfg.Retry.MaxInterval, Multiplier: cfg.Retry.Multiplier}
+	retry := cfg.retryPolicy()
 	pub, err := publisher.Connect(publisher.Config{
 		URL:           url,
 		SubjectPrefix: cfg.Stream.SubjectPrefix,
@@ -65,11 +75,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 			Manage: *cfg.Stream.Manage, Name: cfg.Stream.Name, Replicas: cfg.Stream.Replicas,
 			Storage: cfg.Stream.Storage, DuplicateWindow: cfg.Stream.DuplicateWindow,
 		},
-		Auth: publisher.Auth{
-			User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token,
-			NKeySeedFile: cfg.NATS.NKeySeedFile, CredsFile: cfg.NATS.CredsFile,
-			TLSCAFile: cfg.NATS.TLS.CAFile, TLSCertFile: cfg.NATS.TLS.CertFile, TLSKeyFile: cfg.NATS.TLS.KeyFile,
-		},
+		Auth:           auth,
 		Retry:          &retry,
 		PublishTimeout: cfg.NATS.PublishTimeout,
 		MaxPending:     cfg.Relay.MaxInFlight,
@@ -96,6 +102,9 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	api := httpapi.New(store, httpapi.Options{
+		MaxBodyBytes:         cfg.HTTP.MaxBodyBytes,
+		MaxInflightBodyBytes: cfg.HTTP.MaxInflightBodyBytes,
+		MaxConcurrent:        cfg.HTTP.MaxConcurrentRequests,
 		Ready: func(context.Context) error {
 			if !pub.Connected() {
 				return errors.New("nats not connected")
@@ -113,8 +122,8 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	log.Info("relay serving", "http", ln.Addr().String(), "nats", url, "store", cfg.Store.Path, "stream", cfg.Stream.Name)
+	srv := httpServer(cfg.HTTP, api, tlsConfig, log)
+	log.Info("relay serving", "http", ln.Addr().String(), "tls", tlsConfig != nil, "nats", url, "store", cfg.Store.Path, "stream", cfg.Stream.Name)
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
@@ -132,7 +141,13 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}()
 	defer func() { stopRetention(); <-retentionDone }()
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			httpErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		httpErr <- srv.Serve(ln)
+	}()
 
 	var runErr error
 	relayDone := false
@@ -165,15 +180,34 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 // storeOptions maps the config onto the store's options.
 func storeOptions(cfg *Config) *boltstore.Options {
+	horizon := *cfg.Store.EntityHorizon
+	if horizon == 0 {
+		horizon = -1 // store.entity_horizon 0s: never forget (the store's negative)
+	}
 	return &boltstore.Options{
-		Timeout:       time.Second,
-		Event:         outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
-		StaleAfter:    cfg.Store.StaleAfter,
-		Retention:     *cfg.Retention.Completed,
-		RemoveOnAck:   *cfg.Retention.Completed == 0,
-		MaxPending:    cfg.Store.MaxPending,
-		MaxBytes:      cfg.Store.MaxBytes,
-		MaxPendingAge: cfg.Store.MaxPendingAge,
+		Timeout:           time.Second,
+		Event:             outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
+		StaleAfter:        cfg.Store.StaleAfter,
+		Retention:         *cfg.Retention.Completed,
+		RemoveOnAck:       *cfg.Retention.Completed == 0,
+		MaxPending:        cfg.Store.MaxPending,
+		MaxBytes:          cfg.Store.MaxBytes,
+		MaxPendingAge:     cfg.Store.MaxPendingAge,
+		IdempotencyWindow: cfg.Store.IdempotencyWindow,
+		EntityHorizon:     horizon,
+	}
+}
+
+// natsAuth is the relay's own credentials: nats.embedded_auth for the
+// embedded server, the client keys for the server of nats.url.
+func natsAuth(n NATSConfig) publisher.Auth {
+	if n.URL == "" {
+		return publisher.Auth{User: n.EmbeddedAuth.User, Password: n.EmbeddedAuth.Password, Token: n.EmbeddedAuth.Token}
+	}
+	return publisher.Auth{
+		User: n.User, Password: n.Password, Token: n.Token,
+		NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		TLSCAFile: n.TLS.CAFile, TLSCertFile: n.TLS.CertFile, TLSKeyFile: n.TLS.KeyFile,
 	}
 }
 
@@ -197,17 +231,12 @@ func checkExposure(c HTTPConfig) error {
 		return nil
 	}
 	host, _, _ := net.SplitHostPort(c.Addr)
-	if host == "localhost" {
+	if isLoopback(host) {
 		return nil
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
+	// TLS without a token is not auth: it hides the traffic, not the API.
 	return badKey("http.token", "required when http.addr %q is not a loopback address (anyone who reaches it could read and delete events): set http.token, or listen on 127.0.0.1", c.Addr)
 }
-
-// headerRoom is what the embedded server allows above store.max_payload.
-const headerRoom = 64 << 10
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
