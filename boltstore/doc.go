@@ -74,9 +74,10 @@
 // Re-enqueueing a stored id with the same content stores nothing. The same
 // holds for an id the store removed (retention, RemoveOnAck, an operator's
 // delete) within Options.IdempotencyWindow (default 24h; keep it at least
-// the stream's duplicate window): a tombstone of about 60 bytes remembers the
-// id and a hash of its content, the re-post reports outbox.StatusRemoved and
-// a re-post with other content fails with ErrDuplicate. So a client that
+// the stream's duplicate window): a tombstone of about 80 bytes remembers the
+// id, a hash of its content, its seq and entity_seq; the re-post reports
+// outbox.StatusRemoved with the seq and entity_seq of the first answer, and a
+// re-post with other content fails with ErrDuplicate. So a client that
 // re-posts after a lost answer never gets its event published twice. Past the
 // window the sweep forgets the id; Reset forgets every removed id at once.
 //

@@ -240,7 +240,7 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 			switch {
 			case len(k) == 16 && len(v) == 8:
 				r.ids[uuid.UUID(k).String()] = binary.BigEndian.Uint64(v)
-			case len(k) == 16 && len(v) == 16: // a tombstone: removed_at|content hash
+			case len(k) == 16 && len(v) == 32: // a tombstone: removed_at|content hash|seq|entity_seq
 				r.tombs[uuid.UUID(k).String()] = int64(binary.BigEndian.Uint64(v))
 			default:
 				return fmt.Errorf("entry %x → %x", k, v)

@@ -12,16 +12,21 @@ import (
 // Tombstones keep idempotency past an event's removal. When an event is
 // removed (by retention, on ack with RemoveOnAck, or by an operator), its ids
 // entry is not deleted but turned into a tombstone, removed_at(8)|
-// content_hash(8) (a live entry is the 8-byte seq), and filed in tombstones
-// under removed_at(8)|uuid(16). Re-enqueueing that id with the same content
-// stores nothing and reports outbox.StatusRemoved; with other content it is
-// ErrDuplicate, as for a stored event. The sweep deletes tombstones older
-// than Options.IdempotencyWindow. A tombstone costs about 60 bytes of file.
+// content_hash(8)|seq(8)|entity_seq(8) (a live entry is the 8-byte seq), and
+// filed in tombstones under removed_at(8)|uuid(16). Re-enqueueing that id with
+// the same content stores nothing and reports outbox.StatusRemoved with the
+// seq and entity_seq the event had, as the first answer did; with other
+// content it is ErrDuplicate, as for a stored event. The sweep deletes
+// tombstones older than Options.IdempotencyWindow. A tombstone costs about 80
+// bytes of file.
 
 type tombstone struct {
-	removedAt int64
-	hash      uint64
+	removedAt      int64
+	hash           uint64
+	seq, entitySeq uint64
 }
+
+const tombstoneLen = 32
 
 // idEntry is an ids entry: the seq of a stored event, or a tombstone.
 type idEntry struct {
@@ -37,10 +42,13 @@ func (w *writer) lookup(u []byte) (idEntry, bool) {
 		return idEntry{}, false
 	case 8:
 		return idEntry{seq: binary.BigEndian.Uint64(v)}, true
-	case 16:
-		return idEntry{tomb: tombstone{removedAt: int64(binary.BigEndian.Uint64(v)), hash: binary.BigEndian.Uint64(v[8:])}}, true
+	case tombstoneLen:
+		return idEntry{tomb: tombstone{
+			removedAt: int64(binary.BigEndian.Uint64(v)), hash: binary.BigEndian.Uint64(v[8:]),
+			seq: binary.BigEndian.Uint64(v[16:]), entitySeq: binary.BigEndian.Uint64(v[24:]),
+		}}, true
 	}
-	w.corrupt("ids entry %x holds %d bytes, want 8 or 16", u, len(v))
+	w.corrupt("ids entry %x holds %d bytes, want 8 or %d", u, len(v), tombstoneLen)
 	return idEntry{}, false
 }
 
@@ -48,6 +56,8 @@ func (w *writer) lookup(u []byte) (idEntry, bool) {
 func (w *writer) bury(u []byte, e *outbox.Event, now time.Time) error {
 	at := uint64(max(now.UnixNano(), 1))
 	v := binary.BigEndian.AppendUint64(u64(at), e.ContentHash())
+	v = binary.BigEndian.AppendUint64(v, e.Seq)
+	v = binary.BigEndian.AppendUint64(v, e.EntitySeq)
 	if err := w.ids.Put(u, v); err != nil {
 		return err
 	}

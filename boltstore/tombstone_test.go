@@ -60,6 +60,11 @@ func TestIdempotencyPastRemoval(t *testing.T) {
 			if err != nil || n != 0 || again.Status != outbox.StatusRemoved {
 				t.Fatalf("re-post within the window: created %d, status %s, %v; want 0, removed, nil", n, again.Status, err)
 			}
+			// The answer is the first one's: a client learns its entity_seq
+			// from it (the reliability suite caught entity_seq 0 here).
+			if again.Seq != posted.Seq || again.EntitySeq != posted.EntitySeq || again.EntitySeq == 0 {
+				t.Fatalf("re-post answered seq %d entity_seq %d, want %d %d", again.Seq, again.EntitySeq, posted.Seq, posted.EntitySeq)
+			}
 			if st := mustStats(t, s); st.Total != 0 {
 				t.Fatalf("the re-post stored something: %+v", tallyOf(st))
 			}

@@ -347,7 +347,8 @@ func (w *writer) enqueue(e *outbox.Event, now time.Time) (int, error) {
 			if ent.tomb.hash != e.ContentHash() {
 				return 0, fmt.Errorf("%w: %s (removed %s)", ErrDuplicate, e.ID, fromNanos(ent.tomb.removedAt).Format(time.RFC3339))
 			}
-			e.Status, e.Seq, e.EntitySeq = outbox.StatusRemoved, 0, 0
+			// Answer as the first enqueue did: the same seq and entity_seq.
+			e.Status, e.Seq, e.EntitySeq = outbox.StatusRemoved, ent.tomb.seq, ent.tomb.entitySeq
 			return 0, nil
 		}
 		stored, err := w.get(ent.seq)
