@@ -24,7 +24,7 @@ func TestAdmission(t *testing.T) {
 		mark  string
 	}{
 		{"max_pending", boltstore.Options{MaxPending: 3}, 3, 0, "max_pending"},
-		{"max_bytes", boltstore.Options{MaxBytes: 300}, 2, 0, "max_bytes"}, // records of 200+ bytes
+		{"max_bytes", boltstore.Options{MaxBytes: 500}, 2, 0, "max_bytes"}, // records of 300+ bytes
 		{"max_pending_age", boltstore.Options{MaxPendingAge: time.Minute}, 1, time.Minute + time.Nanosecond, "max_pending_age"},
 	}
 	for _, tt := range tests {

@@ -11,10 +11,12 @@ import (
 	"github.com/google/uuid"
 )
 
-// FuzzRecordCodec: decoding any bytes as a stored record returns an event or
-// an error wrapping ErrCorrupt, never panics; what decodes re-encodes to a
-// record that decodes to the same event. Seeds: testdata/fuzz/FuzzRecordCodec
-// (records of every shape the store writes, version 1 and 2).
+// FuzzRecordCodec: decoding any bytes as a stored record (layout 3) or as a
+// record of layout 1 or 2 (which the migration reads) returns an event or an
+// error wrapping ErrCorrupt, never panics; what decodes re-encodes to a
+// layout-3 record that decodes to the same event. Seeds:
+// testdata/fuzz/FuzzRecordCodec (records of every shape the store writes, of
+// every layout).
 func FuzzRecordCodec(f *testing.F) {
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	for _, e := range []*outbox.Event{
@@ -28,19 +30,25 @@ func FuzzRecordCodec(f *testing.F) {
 			NextAttemptAt: t0.Add(time.Hour), Payload: []byte{0, 1, 2, 255}, ContentType: outbox.ContentTypeBinary},
 	} {
 		f.Add(encodeEvent(nil, e))
+		f.Add(encodeV2(nil, e))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decodeEvent(b)
+		e, err := decodeEvent(7, b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
-			return
+			if e, err = decodeV2(b); err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("layout 2: error %v does not wrap ErrCorrupt", err)
+				}
+				return
+			}
 		}
 		if _, err := uuid.Parse(e.ID); err != nil {
 			t.Fatalf("decoded id %q", e.ID)
 		}
-		again, err := decodeEvent(encodeEvent(nil, e))
+		again, err := decodeEvent(e.Seq, encodeEvent(nil, e))
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}

@@ -149,13 +149,13 @@ func TestDamagedKeysAreErrors(t *testing.T) {
 			return err
 		}},
 		{"ready key cut short", func(tx *bolt.Tx, _ *outbox.Event) error {
-			return tx.Bucket([]byte("ready")).Bucket([]byte("0")).Put([]byte{1, 2}, []byte{})
+			return tx.Bucket([]byte("ready")).Put([]byte{1, 2}, []byte{})
 		}, func(s *boltstore.Store, _ *outbox.Event) error {
 			_, _, err := s.Due(ctx, t0, 10, nil)
 			return err
 		}},
 		{"record cut short", func(tx *bolt.Tx, e *outbox.Event) error {
-			return put("events", binary.BigEndian.AppendUint64(nil, e.Seq), []byte{2, 0, 0})(tx)
+			return put("events", binary.BigEndian.AppendUint64(nil, e.Seq), []byte{3, 0, 0})(tx)
 		}, func(s *boltstore.Store, e *outbox.Event) error {
 			_, err := s.Get(ctx, e.ID)
 			return err
@@ -168,13 +168,13 @@ func TestDamagedKeysAreErrors(t *testing.T) {
 			return err
 		}},
 		{"entities entry of 3 bytes", func(tx *bolt.Tx, e *outbox.Event) error {
-			return put("entities", append([]byte{0, byte(len(e.EntityID))}, e.EntityID...), []byte{1, 2, 3})(tx)
+			return put("entity", append(append([]byte{0, byte(len(e.EntityID))}, e.EntityID...), 0x00), []byte{1, 2, 3})(tx)
 		}, func(s *boltstore.Store, e *outbox.Event) error {
 			_, err := s.Enqueue(ctx, ev("t", e.EntityID, 0))
 			return err
 		}},
 		{"user_counts entry of 3 bytes", func(tx *bolt.Tx, _ *outbox.Event) error {
-			return put("user_counts", []byte{0, 1, 'u'}, []byte{1, 2, 3})(tx)
+			return put("user", []byte{0, 1, 'u', 0xff}, []byte{1, 2, 3})(tx)
 		}, func(s *boltstore.Store, _ *outbox.Event) error {
 			_, err := s.UserStats(ctx, "u")
 			return err

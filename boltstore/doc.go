@@ -14,8 +14,8 @@
 //		return err
 //	})
 //
-// Both commit or both roll back. Enqueue does the same in a transaction of its
-// own, group-committed with concurrent callers through bbolt's Batch.
+// Both commit or both roll back. Enqueue does the same in a transaction of the
+// store's own commit pipeline, shared with concurrent callers.
 //
 // Every commit that adds ready events signals Notify, which wakes the relay at
 // once: there is no polling delay on the happy path. The relay reads Due and
@@ -23,14 +23,26 @@
 //
 // # Layout
 //
-// One bucket holds the event records by global sequence. Ready events (due
-// now) live in ten priority buckets, read highest priority first and FIFO
-// within a priority; events waiting out a backoff live in a bucket keyed by
-// their next attempt time. Secondary indexes by id, entity, type, user,
-// status, and user and status keep every operation off a full scan: the
-// status indexes order each status by priority then age, and completed
-// events by completion time, so the oldest pending event, the stale ones and
-// the completed ones retention removes are all at the front of a range.
+// Layout version 3 (layout.go has the table). One bucket holds the event
+// records by global sequence; an ack patches the relay's fields of a record
+// in place (codec.go) rather than decoding and encoding it. Ready events (due
+// now) are keyed by priority then seq, read highest priority first and FIFO
+// within a priority; events waiting out a backoff are keyed by their next
+// attempt time. What belongs to one entity (its state and chain) and to one
+// user (its counters and index entries) shares one key prefix, so that an
+// event dirties one page of each. The status index orders each status by
+// priority then age, and completed events by completion time, so the oldest
+// pending event, the stale ones and the completed ones retention removes are
+// all at the front of a range. Open migrates a file of layout 1 or 2 in place,
+// in one transaction, after writing a copy of it beside it (BackupPath).
+//
+// # Commit pipeline
+//
+// Enqueue and Record go through one goroutine that commits everything
+// waiting, in one transaction with one pair of fsyncs, as soon as the
+// previous commit returned (pipeline.go): no timer, and a busy store spreads
+// its fsyncs over many callers. EnqueueTx runs in the application's own
+// transaction instead. Close lets the pipeline finish what was submitted.
 //
 // # Statistics
 //

@@ -3,10 +3,13 @@ package boltstore
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/fitiqcore/outbox"
 )
 
-// entityState is an entity's entry in the entities bucket, under
-// len(2)|entity_id: the last entity_seq given out (so that entity_seq never
+// entityState is an entity's state in the entity bucket, under
+// len(2)|entity_id|0x00, next to its chain (len(2)|entity_id|0x01|
+// entity_seq → seq: the events of it that are stored): the last entity_seq given out (so that entity_seq never
 // repeats while the entity is remembered), how many of its events are
 // unfinished, and, once none of its events is stored any more, since when
 // (idleSince, unix nanoseconds; 0 while it has events). An idle entity is
@@ -21,13 +24,13 @@ type entityState struct {
 // entity reads an entity's state; the zero state for an entity never seen
 // (or forgotten).
 func (w *writer) entity(key []byte) entityState {
-	v := w.entities.Get(key)
+	v := w.entities.Get(entityStateKey(key))
 	switch len(v) {
 	case 0:
 		return entityState{}
 	case 16, 24:
 	default:
-		w.corrupt("entities entry %x holds %d bytes, want 16 or 24", key, len(v))
+		w.corrupt("entity state %x holds %d bytes, want 16 or 24", key, len(v))
 		return entityState{}
 	}
 	st := entityState{last: binary.BigEndian.Uint64(v), open: binary.BigEndian.Uint64(v[8:])}
@@ -42,11 +45,7 @@ func (w *writer) putEntity(key []byte, st entityState) error {
 	if st.idleSince != 0 {
 		v = binary.BigEndian.AppendUint64(v, uint64(st.idleSince))
 	}
-	return w.entities.Put(key, v)
-}
-
-func idleKey(since int64, entityKey []byte) []byte {
-	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(entityKey)), uint64(since)), entityKey...)
+	return w.entities.Put(entityStateKey(key), v)
 }
 
 // busy marks an entity that gets a new event as no longer idle.
@@ -61,10 +60,11 @@ func (w *writer) busy(key []byte, st *entityState) error {
 	return nil
 }
 
-// hasEvents reports whether any event of the entity is stored (by_entity).
+// hasEvents reports whether any event of the entity is stored (its chain).
 func (w *writer) hasEvents(key []byte) bool {
-	k, _ := w.byEntity.Cursor().Seek(key)
-	return k != nil && len(k) == len(key)+8 && hasPrefix(k, key)
+	pfx := chainPrefix(key)
+	k, _ := w.entities.Cursor().Seek(pfx)
+	return k != nil && len(k) == len(pfx)+8 && hasPrefix(k, pfx)
 }
 
 // settle writes the entity's state after one of its events was removed
@@ -102,7 +102,7 @@ func (w *writer) forgetIdle(before time.Time, max int) (int, error) {
 	for _, k := range keys {
 		ekey := k[8:]
 		if st := w.entity(ekey); st.idleSince == int64(binary.BigEndian.Uint64(k)) && st.open == 0 {
-			if err := w.entities.Delete(ekey); err != nil {
+			if err := w.entities.Delete(entityStateKey(ekey)); err != nil {
 				return 0, err
 			}
 		}
@@ -120,8 +120,12 @@ func (w *writer) indexIdleEntities(now time.Time) error {
 	var idle [][]byte
 	c := w.entities.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if st := w.entity(k); st.open == 0 && st.idleSince == 0 && !w.hasEvents(k) {
-			idle = append(idle, append([]byte(nil), k...))
+		ent, ok := entityOfStateKey(k)
+		if !ok {
+			continue // a chain key
+		}
+		if st := w.entity(ent); st.open == 0 && st.idleSince == 0 && !w.hasEvents(ent) {
+			idle = append(idle, append([]byte(nil), ent...))
 		}
 	}
 	for _, k := range idle {
@@ -130,4 +134,107 @@ func (w *writer) indexIdleEntities(now time.Time) error {
 		}
 	}
 	return w.err
+}
+
+// entityOfStateKey returns len(2)|entity_id of an entity state key.
+func entityOfStateKey(k []byte) ([]byte, bool) {
+	_, rest, ok := splitLenPrefixed(k)
+	if !ok || len(rest) != 1 || rest[0] != keyEntityState {
+		return nil, false
+	}
+	return k[:len(k)-1], true
+}
+
+// ready files a pending head event where the relay looks for work: the
+// delayed bucket while it waits out a backoff, its priority bucket otherwise.
+func (w *writer) ready(e *outbox.Event) error {
+	w.wake = true
+	if !e.NextAttemptAt.IsZero() {
+		return w.delayed.Put(delayedKey(e.NextAttemptAt, e.Seq), present)
+	}
+	return w.readyB.Put(readyKey(e.Priority, e.Seq), present)
+}
+
+// isReady reports whether e is filed as ready or delayed.
+func (w *writer) isReady(e *outbox.Event) bool {
+	if !e.NextAttemptAt.IsZero() {
+		return w.delayed.Get(delayedKey(e.NextAttemptAt, e.Seq)) != nil
+	}
+	return w.readyB.Get(readyKey(e.Priority, e.Seq)) != nil
+}
+
+func (w *writer) unready(e *outbox.Event) error {
+	if !e.NextAttemptAt.IsZero() {
+		if err := w.delayed.Delete(delayedKey(e.NextAttemptAt, e.Seq)); err != nil {
+			return err
+		}
+	}
+	return w.readyB.Delete(readyKey(e.Priority, e.Seq))
+}
+
+// finishEntity is called when e, the head of its entity, completed: the
+// entity has one unfinished event less and the next one leads.
+func (w *writer) finishEntity(e *outbox.Event) error {
+	key := lenPrefixed(e.EntityID, 9)
+	st := w.entity(key)
+	if st.open > 0 {
+		st.open--
+	}
+	if err := w.putEntity(key, st); err != nil {
+		return err
+	}
+	return w.promote(e.EntityID, e.EntitySeq+1)
+}
+
+// promote finds the entity's first unfinished event at or after entity_seq
+// from and, when it is pending, makes it ready.
+func (w *writer) promote(entity string, from uint64) error {
+	pfx := chainPrefix(lenPrefixed(entity, 9))
+	c := w.entities.Cursor()
+	for k, v := c.Seek(binary.BigEndian.AppendUint64(pfx, from)); k != nil && hasPrefix(k, pfx) && len(k) == len(pfx)+8; k, v = c.Next() {
+		seq := w.seqValue("entity chain", k, v)
+		r := record(w.events.Get(u64(seq)))
+		if r == nil {
+			return w.corrupt("entity chain entry %x names seq %d, which has no record", k, seq)
+		}
+		if err := r.check(); err != nil {
+			return w.corrupt("event seq %d: %v", seq, err)
+		}
+		switch r.status() {
+		case outbox.StatusCompleted:
+			continue
+		case outbox.StatusPending: // the header is all ready needs
+			e := &outbox.Event{Seq: seq, Priority: r.priority(), NextAttemptAt: r.time(offNextTry)}
+			if !w.isReady(e) {
+				return w.ready(e)
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// ensureHead makes the event e (which just became pending) ready when it
+// leads its entity, or when it has none.
+func (w *writer) ensureHead(entity string, e *outbox.Event) error {
+	if entity == "" {
+		if e.Status == outbox.StatusPending {
+			return w.ready(e)
+		}
+		return nil
+	}
+	return w.promote(entity, 1)
+}
+
+// isHead reports whether e is its entity's head: its earliest unfinished
+// event (an event without entity always is). For a pending event it is
+// isReady; a processing or failed event is always a head.
+func (w *writer) isHead(e *outbox.Event) bool {
+	switch e.Status {
+	case outbox.StatusPending:
+		return w.isReady(e)
+	case outbox.StatusProcessing, outbox.StatusFailed:
+		return true
+	}
+	return false
 }

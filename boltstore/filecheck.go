@@ -197,7 +197,7 @@ func checkMeta(meta *bolt.Bucket) error {
 		key  []byte
 		size int
 	}{
-		{kVersion, 8}, {kCounts, countsLen}, {kStaleMark, 16}, {kBrokerMax, 8}, {kReadBack, 8}, {kInFlightMark, 8},
+		{kVersion, 8}, {kCounts, countsLen}, {kStaleWatermark, 16}, {kBrokerMax, 8}, {kReadBack, 8}, {kInFlightMark, 8},
 	} {
 		if v := meta.Get(k.key); v != nil && len(v) != k.size {
 			return fmt.Errorf("%w: meta/%s is %d bytes, want %d", ErrCorrupt, k.key, len(v), k.size)
@@ -206,7 +206,7 @@ func checkMeta(meta *bolt.Bucket) error {
 	return nil
 }
 
-// view, update and batch run the store's own transactions: a panic or a
+// view and update run the store's own transactions: a panic or a
 // memory fault while bbolt reads a damaged page becomes an error wrapping
 // ErrCorrupt (bbolt rolls a panicking transaction back) instead of a crash.
 func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
@@ -217,9 +217,4 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 	defer recoverCorrupt(&err, s.db.Path())()
 	return s.db.Update(fn)
-}
-
-func (s *Store) batch(fn func(*bolt.Tx) error) (err error) {
-	defer recoverCorrupt(&err, s.db.Path())()
-	return s.db.Batch(fn)
 }

@@ -171,7 +171,6 @@ type rawState struct {
 	byStatus     map[string]string    // by_status: key → value
 	byUserStatus map[string]bool      // by_user_status: user|key
 	byUser       map[string]bool      // by_user: user|seq
-	byType       map[string]bool      // by_type: type|seq
 	userCounts   map[string]rawCounts // user_counts
 	counts       rawCounts            // meta/stats
 	staleMark    []byte               // meta/stale_mark (nil when absent)
@@ -208,12 +207,17 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		events: map[uint64]int{}, ids: map[string]uint64{}, ready: map[uint64]int{},
 		delayed: map[uint64]time.Time{}, byEntity: map[string]uint64{}, entities: map[string][3]uint64{},
 		tombs: map[string]int64{}, tombIndex: map[string]int64{}, idle: map[string]int64{},
-		byStatus: map[string]string{}, byUserStatus: map[string]bool{}, byUser: map[string]bool{}, byType: map[string]bool{},
+		byStatus: map[string]string{}, byUserStatus: map[string]bool{}, byUser: map[string]bool{},
 		userCounts: map[string]rawCounts{},
 	}
 	err := db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte("meta")).Get([]byte("version")); len(v) != 8 || binary.BigEndian.Uint64(v) != 2 {
-			return fmt.Errorf("layout version %x, want 2", v)
+		if v := tx.Bucket([]byte("meta")).Get([]byte("version")); len(v) != 8 || binary.BigEndian.Uint64(v) != 3 {
+			return fmt.Errorf("layout version %x, want 3", v)
+		}
+		for _, gone := range []string{"by_entity", "entities", "by_user_status", "by_user", "by_type", "user_counts"} {
+			if tx.Bucket([]byte(gone)) != nil {
+				return fmt.Errorf("bucket %s of layout 2 left over", gone)
+			}
 		}
 		each := func(name string, fn func(k, v []byte) error) error {
 			b := tx.Bucket([]byte(name))
@@ -275,28 +279,18 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		}); err != nil {
 			return err
 		}
-		b := tx.Bucket([]byte("ready"))
-		if b == nil {
-			return errors.New("bucket ready missing")
-		}
-		for p := 0; p <= outbox.MaxPriority; p++ {
-			pb := b.Bucket([]byte{byte('0' + p)})
-			if pb == nil {
-				return fmt.Errorf("ready/%d missing", p)
+		if err := each("ready", func(k, v []byte) error {
+			if len(k) != 9 || k[0] > 9 {
+				return fmt.Errorf("key %x", k)
 			}
-			if err := pb.ForEach(func(k, v []byte) error {
-				if len(k) != 8 {
-					return fmt.Errorf("ready/%d: key %x", p, k)
-				}
-				seq := binary.BigEndian.Uint64(k)
-				if q, dup := r.ready[seq]; dup {
-					return fmt.Errorf("seq %d in ready/%d and ready/%d", seq, q, p)
-				}
-				r.ready[seq] = p
-				return nil
-			}); err != nil {
-				return err
+			seq, p := binary.BigEndian.Uint64(k[1:]), 9-int(k[0])
+			if q, dup := r.ready[seq]; dup {
+				return fmt.Errorf("seq %d at priority %d and %d", seq, q, p)
 			}
+			r.ready[seq] = p
+			return nil
+		}); err != nil {
+			return err
 		}
 		if err := each("delayed", func(k, v []byte) error {
 			if len(k) != 16 {
@@ -311,28 +305,22 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		}); err != nil {
 			return err
 		}
-		if err := each("by_entity", func(k, v []byte) error {
+		if err := each("entity", func(k, v []byte) error {
 			ent, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 8 || len(v) != 8 {
-				return fmt.Errorf("entry %x → %x", k, v)
-			}
-			r.byEntity[idxKey(ent, binary.BigEndian.Uint64(rest))] = binary.BigEndian.Uint64(v)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := each("entities", func(k, v []byte) error {
-			ent, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 0 || (len(v) != 16 && len(v) != 24) {
-				return fmt.Errorf("entry %x → %x", k, v)
-			}
-			st := [3]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
-			if len(v) == 24 {
-				if st[2] = binary.BigEndian.Uint64(v[16:]); st[2] == 0 {
-					return fmt.Errorf("entry %x → %x: idle since 0", k, v)
+			switch {
+			case ok && len(rest) == 9 && rest[0] == 0x01 && len(v) == 8: // the chain
+				r.byEntity[idxKey(ent, binary.BigEndian.Uint64(rest[1:]))] = binary.BigEndian.Uint64(v)
+			case ok && len(rest) == 1 && rest[0] == 0x00 && (len(v) == 16 || len(v) == 24): // the state
+				st := [3]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+				if len(v) == 24 {
+					if st[2] = binary.BigEndian.Uint64(v[16:]); st[2] == 0 {
+						return fmt.Errorf("entry %x → %x: idle since 0", k, v)
+					}
 				}
+				r.entities[ent] = st
+			default:
+				return fmt.Errorf("entry %x → %x", k, v)
 			}
-			r.entities[ent] = st
 			return nil
 		}); err != nil {
 			return err
@@ -346,46 +334,24 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		}); err != nil {
 			return err
 		}
-		if err := each("by_user_status", func(k, v []byte) error {
+		if err := each("user", func(k, v []byte) error {
 			user, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 18 || len(v) != 0 {
+			switch {
+			case !ok || user == "" || len(rest) == 0:
+				return fmt.Errorf("entry %x → %x", k, v)
+			case rest[0] == 0x01 && len(rest) == 19 && len(v) == 0: // not completed, by state
+				r.byUserStatus[fmt.Sprintf("%q|%x", user, rest[1:])] = true
+			case rest[0] == 0x02 && len(rest) == 9 && len(v) == 0: // every event
+				r.byUser[idxKey(user, binary.BigEndian.Uint64(rest[1:]))] = true
+			case rest[0] == 0xff && len(rest) == 1: // the counters
+				c, err := decodeRawCounts(v, false)
+				if err != nil {
+					return fmt.Errorf("user %q: %w", user, err)
+				}
+				r.userCounts[user] = c
+			default:
 				return fmt.Errorf("entry %x → %x", k, v)
 			}
-			r.byUserStatus[fmt.Sprintf("%q|%x", user, rest)] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := each("by_user", func(k, v []byte) error {
-			user, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 8 || len(v) != 0 || user == "" {
-				return fmt.Errorf("entry %x → %x", k, v)
-			}
-			r.byUser[idxKey(user, binary.BigEndian.Uint64(rest))] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := each("by_type", func(k, v []byte) error {
-			typ, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 8 {
-				return fmt.Errorf("key %x", k)
-			}
-			r.byType[idxKey(typ, binary.BigEndian.Uint64(rest))] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := each("user_counts", func(k, v []byte) error {
-			user, rest, ok := splitLenPrefixed(k)
-			if !ok || len(rest) != 0 {
-				return fmt.Errorf("key %x", k)
-			}
-			c, err := decodeRawCounts(v, false)
-			if err != nil {
-				return fmt.Errorf("user %q: %w", user, err)
-			}
-			r.userCounts[user] = c
 			return nil
 		}); err != nil {
 			return err
@@ -527,9 +493,6 @@ func checkInvariants(s *boltstore.Store) error {
 		if e.UserID != "" && !raw.byUser[idxKey(e.UserID, seq)] {
 			fail("by_user: no entry for seq %d user %q", seq, e.UserID)
 		}
-		if !raw.byType[idxKey(e.Type, seq)] {
-			fail("by_type: no entry %q|%d", e.Type, seq)
-		}
 		if e.EntityID != "" {
 			byEntity[e.EntityID] = append(byEntity[e.EntityID], e)
 			if v, ok := raw.byEntity[idxKey(e.EntityID, e.EntitySeq)]; !ok || v != seq {
@@ -548,8 +511,8 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 	}
 	for name, n := range map[string][2]int{
-		"by_status": {len(raw.byStatus), len(events)}, "by_type": {len(raw.byType), len(events)},
-		"by_user": {len(raw.byUser), withUser}, "by_user_status": {len(raw.byUserStatus), withUserNotCompleted},
+		"by_status": {len(raw.byStatus), len(events)},
+		"by_user":   {len(raw.byUser), withUser}, "by_user_status": {len(raw.byUserStatus), withUserNotCompleted},
 	} {
 		if n[0] != n[1] {
 			fail("%s has %d entries, want %d", name, n[0], n[1])

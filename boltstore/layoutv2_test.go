@@ -39,18 +39,19 @@ func TestLayoutV2File(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpenPath(t, copyFile(t, "testdata/layout-v2.db"), nil)
 	st := mustStats(t, s)
-	if got := (tally{239, 60, 0, 134, 45}); tallyOf(st) != got {
+	// Open turns the processing event back into a pending one, as it always did.
+	if got := (tally{269, 90, 0, 134, 45}); tallyOf(st) != got {
 		t.Fatalf("stats %+v, want %+v", tallyOf(st), got)
 	}
 	p, err := s.List(ctx, boltstore.Query{Limit: 1000})
-	if err != nil || len(p.Events) != 239 {
+	if err != nil || len(p.Events) != 269 {
 		t.Fatalf("list: %d events, %v", len(p.Events), err)
 	}
 	e := mustGet(t, s, "0193a000-0000-7000-8000-000000000001")
 	if e.Type != "mood.created" || string(e.Metadata) != `{"k":0,"tag":"t0"}` || e.Retry == nil {
 		t.Errorf("event 1: %+v", e)
 	}
-	if from, _, err := s.Mark(ctx); err != nil || from != 1003 {
+	if from, _, err := s.ReadBackMark(ctx); err != nil || from != 1003 {
 		t.Errorf("read-back mark %d, %v; want 1003", from, err)
 	}
 	// The deleted event's tombstone answers a re-post.

@@ -72,7 +72,7 @@ func runProperties(t *testing.T, seed uint64, steps int) {
 	}
 	// Short times, so that the clock's steps make events stale and old.
 	r.opts = &boltstore.Options{
-		Now: clk.Now, MaxBatchDelay: time.Millisecond,
+		Now:        clk.Now,
 		StaleAfter: 2 * time.Second, Retention: 5 * time.Second, RemoveOnAck: r.removeOnAck,
 	}
 	r.open()

@@ -45,7 +45,6 @@ const (
 	tagUserStatus = 'u'
 	tagUser       = 'w'
 	tagEntity     = 'n'
-	tagType       = 't'
 )
 
 // plan is how a query walks an index.
@@ -59,12 +58,20 @@ type plan struct {
 }
 
 func seqFromKeyEnd(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
-func seqFromValue(_, v []byte) uint64  { return binary.BigEndian.Uint64(v) }
+
+// seqFromValue reads a seq value; 0, which no event has, when it is damaged.
+func seqFromValue(_, v []byte) uint64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
 
 // planFor chooses the index for q, the most selective one first: entity
-// (by_entity, entity_seq order); user and a status other than completed
-// (by_user_status); user (by_user, seq order); type (by_type, seq order);
-// status (by_status); none (events, seq order). by_status and
+// (its chain, entity_seq order); user and a status other than completed (the
+// user's state entries); user (the user's list, seq order); status
+// (by_status); none (events, seq order). No index serves a type alone: a
+// listing by type walks the events, seq order, with the scan bound of List. by_status and
 // by_user_status list a status highest priority first, oldest first within
 // a priority, and completed events by completion time (see stateKey). The
 // other filters are checked on the records.
@@ -76,21 +83,14 @@ func planFor(r *writer, q *Query) plan {
 	var p plan
 	switch {
 	case q.EntityID != "":
-		p = plan{tag: tagEntity, bucket: r.byEntity, prefix: lenPrefixed(q.EntityID, 0), seqOf: seqFromValue}
-		p.keyLen = len(p.prefix) + 8
+		p = entityPlan(r, q.EntityID)
 		matchEntity = true
 	case q.UserID != "" && q.Status != "" && q.Status != outbox.StatusCompleted:
-		p = plan{tag: tagUserStatus, bucket: r.byUserStatus, prefix: append(lenPrefixed(q.UserID, 1), statusCode(q.Status)), seqOf: seqFromKeyEnd}
-		p.keyLen = len(p.prefix) + stateKeyLen - 1
+		p = userStatusPlan(r, q.UserID, q.Status)
 		matchUser, matchStatus = true, true
 	case q.UserID != "":
-		p = plan{tag: tagUser, bucket: r.byUser, prefix: lenPrefixed(q.UserID, 0), seqOf: seqFromKeyEnd}
-		p.keyLen = len(p.prefix) + 8
+		p = userPlan(r, q.UserID)
 		matchUser = true
-	case q.Type != "":
-		p = plan{tag: tagType, bucket: r.byType, prefix: lenPrefixed(q.Type, 0), seqOf: seqFromKeyEnd}
-		p.keyLen = len(p.prefix) + 8
-		matchType = true
 	case q.Status != "":
 		p = plan{tag: tagStatus, bucket: r.byStatus, prefix: []byte{statusCode(q.Status)}, keyLen: stateKeyLen, seqOf: seqFromKeyEnd}
 		matchStatus = true
@@ -101,6 +101,27 @@ func planFor(r *writer, q *Query) plan {
 		return (matchStatus || e.Status == q.Status) && (matchUser || e.UserID == q.UserID) &&
 			(matchType || e.Type == q.Type) && (matchEntity || e.EntityID == q.EntityID)
 	}
+	return p
+}
+
+// entityPlan walks an entity's chain, in entity_seq order.
+func entityPlan(r *writer, entity string) plan {
+	p := plan{tag: tagEntity, bucket: r.entities, prefix: chainPrefix(lenPrefixed(entity, 9)), seqOf: seqFromValue}
+	p.keyLen = len(p.prefix) + 8
+	return p
+}
+
+// userStatusPlan walks a user's events in status st (not completed).
+func userStatusPlan(r *writer, user string, st outbox.Status) plan {
+	p := plan{tag: tagUserStatus, bucket: r.users, prefix: append(userStatePrefix(user), statusCode(st)), seqOf: seqFromKeyEnd}
+	p.keyLen = len(p.prefix) + stateKeyLen - 1
+	return p
+}
+
+// userPlan walks all a user's events, in seq order.
+func userPlan(r *writer, user string) plan {
+	p := plan{tag: tagUser, bucket: r.users, prefix: append(lenPrefixed(user, 9), keyUserSeq), seqOf: seqFromKeyEnd}
+	p.keyLen = len(p.prefix) + 8
 	return p
 }
 
@@ -288,7 +309,7 @@ func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*o
 		r := s.reader(tx)
 		b, base := r.byStatus, []byte(nil)
 		if userID != "" {
-			b, base = r.byUserStatus, lenPrefixed(userID, 0)
+			b, base = r.users, userStatePrefix(userID)
 		}
 		m := newPendingCursor(b, base, nil, false)
 		for tk, _ := m.next(); tk != nil && bytes.Compare(tk, cutoff) < 0 && len(events) < limit; tk, _ = m.next() {

@@ -84,13 +84,12 @@ func (s *Store) UserStats(ctx context.Context, userID string) (Stats, error) {
 	}
 	var st Stats
 	err := s.view(func(tx *bolt.Tx) error {
-		key := lenPrefixed(userID, 0)
-		u, err := loadUserCounts(tx.Bucket(bUserCounts).Get(key))
+		u, err := loadUserCounts(tx.Bucket(bUser).Get(userCountsKey(userID)))
 		if err != nil {
-			return fmt.Errorf("%w: user_counts entry of %q: %v", ErrCorrupt, userID, err)
+			return fmt.Errorf("%w: counters of user %q: %v", ErrCorrupt, userID, err)
 		}
 		st = u.stats()
-		s.readPending(&st, tx.Bucket(bMeta), tx.Bucket(bByUserStatus), key, nil)
+		s.readPending(&st, tx.Bucket(bMeta), tx.Bucket(bUser), userStatePrefix(userID), nil)
 		return nil
 	})
 	if err != nil {
@@ -104,7 +103,7 @@ func (s *Store) UserStats(ctx context.Context, userID string) (Stats, error) {
 // watermark (or stopped being stale, when the cutoff moved back), at most
 // staleReadLimit of them.
 func (s *Store) readPending(st *Stats, meta, b *bolt.Bucket, base []byte, prio *[outbox.MaxPriority + 1]int64) {
-	mark, cutoff := loadMark(meta), s.staleCutoff()
+	mark, cutoff := loadStaleWatermark(meta), s.staleCutoff()
 	lo, hi, sign := mark, cutoff, int64(1)
 	switch c := bytes.Compare(mark, cutoff); {
 	case c == 0:
@@ -140,7 +139,7 @@ func (s *Store) staleCutoff() []byte {
 // are no longer, when cutoff lies before the watermark), for all users and
 // per user. It reports whether the watermark reached cutoff.
 func (w *writer) sweepStaleStep(cutoff []byte, max int) (done bool) {
-	mark := w.staleMark()
+	mark := w.staleWatermark()
 	n := 0
 	switch cmp := bytes.Compare(mark, cutoff); {
 	case cmp == 0:
@@ -149,7 +148,7 @@ func (w *writer) sweepStaleStep(cutoff []byte, max int) (done bool) {
 		m := newPendingCursor(w.byStatus, nil, mark, false)
 		for tk, v := m.next(); tk != nil && bytes.Compare(tk, cutoff) < 0; tk, v = m.next() {
 			if n == max {
-				w.setMark(tk)
+				w.setStaleWatermark(tk)
 				return false
 			}
 			w.c.stale++
@@ -161,7 +160,7 @@ func (w *writer) sweepStaleStep(cutoff []byte, max int) (done bool) {
 		var last []byte // the lowest key uncounted so far
 		for tk, v := m.next(); tk != nil && bytes.Compare(tk, cutoff) >= 0; tk, v = m.next() {
 			if n == max {
-				w.setMark(last)
+				w.setStaleWatermark(last)
 				return false
 			}
 			w.c.stale--
@@ -170,13 +169,13 @@ func (w *writer) sweepStaleStep(cutoff []byte, max int) (done bool) {
 			last = tk
 		}
 	}
-	w.setMark(cutoff)
+	w.setStaleWatermark(cutoff)
 	return true
 }
 
-func (w *writer) setMark(k []byte) {
-	w.mark = append([]byte(nil), k...)
-	w.markDirty = true
+func (w *writer) setStaleWatermark(k []byte) {
+	w.watermark = append([]byte(nil), k...)
+	w.watermarkDirty = true
 }
 
 // sweepStale brings the stale counters up to date, in transactions of at
@@ -190,7 +189,7 @@ func (s *Store) sweepStale(ctx context.Context) error {
 	}
 	var idle bool
 	if err := s.view(func(tx *bolt.Tx) error {
-		lo, hi := loadMark(tx.Bucket(bMeta)), s.staleCutoff()
+		lo, hi := loadStaleWatermark(tx.Bucket(bMeta)), s.staleCutoff()
 		if bytes.Compare(lo, hi) > 0 {
 			lo, hi = hi, lo
 		}
@@ -282,8 +281,8 @@ func (c *counts) stats() Stats {
 	return st
 }
 
-// userCounts are one user's counters, kept in user_counts under
-// len(2)|user_id. A user with no events has no entry.
+// userCounts are one user's counters, kept in the user bucket under
+// len(2)|user_id|0xff. A user with no events has no entry.
 type userCounts struct {
 	status          [len(statusCodes)]int64
 	stale, bytes    int64

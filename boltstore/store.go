@@ -1,14 +1,12 @@
 package boltstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -24,11 +22,6 @@ type Options struct {
 	Timeout time.Duration
 	// Event holds the defaults and limits applied to enqueued events.
 	Event outbox.Options
-	// MaxBatchSize and MaxBatchDelay tune the group commit of Enqueue
-	// (bbolt's Batch). Defaults: 64 and 1ms: a batch commits once 64 callers
-	// joined or 1ms passed (best measured for 64 producers, PERFORMANCE.md).
-	MaxBatchSize  int
-	MaxBatchDelay time.Duration
 	// InitialMmapSize avoids remapping stalls while the file grows
 	// (default 64 MiB; it reserves address space, not memory).
 	InitialMmapSize int
@@ -70,12 +63,6 @@ func (o *Options) setDefaults() {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
-	if o.MaxBatchSize <= 0 {
-		o.MaxBatchSize = 64
-	}
-	if o.MaxBatchDelay <= 0 {
-		o.MaxBatchDelay = time.Millisecond
-	}
 	if o.InitialMmapSize <= 0 {
 		o.InitialMmapSize = 64 << 20
 	}
@@ -111,6 +98,7 @@ type Store struct {
 	opts       Options
 	wake       chan struct{}
 	maxMessage atomic.Int64 // outbox.Options.MaxMessage of new events
+	pipe       pipe
 }
 
 // MaxPayload is the payload limit new events are held to (Options.Event).
@@ -152,41 +140,6 @@ func (s *Store) SetBrokerMaxPayload(ctx context.Context, n int64) error {
 	return nil
 }
 
-var (
-	bEvents       = []byte("events")         // seq → record
-	bIDs          = []byte("ids")            // uuid(16) → seq
-	bReady        = []byte("ready")          // "0".."9" / seq → nil: due now, heads only
-	bDelayed      = []byte("delayed")        // next_attempt(8)|seq → nil: heads in backoff
-	bByEntity     = []byte("by_entity")      // len(2)|entity|entity_seq(8) → seq
-	bEntities     = []byte("entities")       // len(2)|entity → last entity_seq(8)|unfinished(8)
-	bByStatus     = []byte("by_status")      // status(1)|rank(1)|time(8)|seq(8) → user (pending) or nil; see stateKey
-	bByUserStatus = []byte("by_user_status") // len(2)|user|status(1)|rank(1)|time(8)|seq(8) → nil; not completed
-	bByUser       = []byte("by_user")        // len(2)|user|seq(8) → nil
-	bByType       = []byte("by_type")        // len(2)|type|seq(8) → nil
-	bUserCounts   = []byte("user_counts")    // len(2)|user → per-user counters
-	bTombstones   = []byte("tombstones")     // removed_at(8)|uuid(16) → nil: ids of removed events (tombstone.go)
-	bIdleEntities = []byte("idle_entities")  // idle_since(8)|len(2)|entity → nil: entities with no events (entity.go)
-	bMeta         = []byte("meta")
-	kCounts       = []byte("stats")      // the counters of all users (counts)
-	kStaleMark    = []byte("stale_mark") // stale watermark: a time key (created_at|seq)
-	kVersion      = []byte("version")
-	kBrokerMax    = []byte("broker_max_payload") // the broker's max_payload, as last told
-
-	// The counters of layout version 1, which version 2 replaced.
-	kCountsV1  = []byte("counts")
-	allBuckets = [][]byte{bEvents, bIDs, bReady, bDelayed, bByEntity, bEntities, bByStatus, bByUserStatus,
-		bByUser, bByType, bUserCounts, bTombstones, bIdleEntities, bMeta}
-	// kIdleIndexed marks a file whose idle entities are filed in
-	// idle_entities (files written before it existed are indexed once).
-	kIdleIndexed = []byte("idle_indexed")
-	// derivedBuckets are rebuilt from the records by a migration.
-	derivedBuckets = [][]byte{bByStatus, bByUserStatus, bByUser, bByType, bUserCounts}
-
-	prioNames = [...][]byte{[]byte("0"), []byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5"), []byte("6"), []byte("7"), []byte("8"), []byte("9")}
-)
-
-const layoutVersion = 2
-
 // Open opens or creates the store file at path (its directory too).
 //
 // A damaged file is an error wrapping ErrCorrupt, never a crash: Open checks
@@ -225,9 +178,16 @@ func open(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	db.MaxBatchSize = o.MaxBatchSize
-	db.MaxBatchDelay = o.MaxBatchDelay
 	s := &Store{db: db, opts: o, wake: make(chan struct{}, 1)}
+	if v, err := layoutOf(db); err != nil || (v > 0 && v < layoutVersion) {
+		if err == nil {
+			err = backupBeforeMigration(db, path, v)
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		}
+	}
 	if err := db.Update(s.init); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
@@ -249,6 +209,7 @@ func open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
+	s.startPipeline()
 	return s, nil
 }
 
@@ -266,21 +227,15 @@ func (s *Store) init(tx *bolt.Tx) error {
 	}
 	switch version {
 	case layoutVersion:
-	case 1:
-		if err := migrateV1(tx); err != nil {
-			return fmt.Errorf("migrate layout 1 to %d: %w", layoutVersion, err)
+	case 1, 2:
+		if err := s.migrate(tx, version); err != nil {
+			return fmt.Errorf("migrate layout %d to %d: %w", version, layoutVersion, err)
 		}
 	default:
-		return fmt.Errorf("layout version %d, this build reads %d", version, layoutVersion)
+		return fmt.Errorf("layout version %d, this build reads %d and older", version, layoutVersion)
 	}
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
-		}
-	}
-	ready := tx.Bucket(bReady)
-	for _, p := range prioNames {
-		if _, err := ready.CreateBucketIfNotExists(p); err != nil {
 			return err
 		}
 	}
@@ -288,11 +243,6 @@ func (s *Store) init(tx *bolt.Tx) error {
 		return err
 	}
 	w := s.writer(tx)
-	if version == 1 {
-		if err := w.rebuild(); err != nil {
-			return fmt.Errorf("migrate layout 1 to %d: %w", layoutVersion, err)
-		}
-	}
 	// Recovery: an event left processing (set through the library by a
 	// process that died) becomes pending again, ready if it heads its entity.
 	var stuck [][]byte
@@ -333,8 +283,12 @@ func (s *Store) init(tx *bolt.Tx) error {
 	return w.finish()
 }
 
-// Close closes the file. Callers stop the relay first.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits what was submitted to the pipeline, stops it and closes the
+// file. Callers stop the relay first; calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.stopPipeline()
+	return s.db.Close()
+}
 
 // DB is the underlying bbolt database, for the application's own buckets.
 // Do not touch the buckets this package creates (events, ids, ready,
@@ -355,89 +309,6 @@ func (s *Store) signal() {
 	case s.wake <- struct{}{}:
 	default:
 	}
-}
-
-// EnqueueTx adds events inside the caller's read-write transaction tx, which
-// must belong to DB(): the events commit or roll back with the caller's own
-// writes. It fills each event's id (a UUIDv7 when empty), defaults, seq,
-// entity_seq, status and created_at (kept when the caller set it).
-//
-// Re-enqueueing an id that is stored with the same content stores nothing
-// and fills the event from the store; with different content it fails with
-// ErrDuplicate. It returns how many events were newly stored. Validation
-// errors wrap outbox.ErrInvalidEvent and name the field; on any error the
-// caller must roll back (return the error from its Update).
-//
-// Admission control: when the store has reached a high-water mark
-// (Options.MaxPending, MaxBytes, MaxPendingAge) at the start of the call, it
-// refuses the events with a *FullError (errors.Is ErrOutboxFull) naming the
-// mark, unless all of them are stored already. Events already accepted are
-// never dropped; one call may overshoot a mark by its own events.
-func (s *Store) EnqueueTx(tx *bolt.Tx, events ...*outbox.Event) (created int, err error) {
-	if tx.DB() != s.db {
-		return 0, ErrWrongDB
-	}
-	for i, e := range events {
-		if err := s.prepare(e); err != nil {
-			if len(events) > 1 {
-				return 0, fmt.Errorf("events[%d]: %w", i, err)
-			}
-			return 0, err
-		}
-	}
-	w := s.writer(tx)
-	now := s.opts.Now().UTC()
-	if err := w.admit(events, now); err != nil {
-		return 0, err
-	}
-	for i, e := range events {
-		n, err := w.enqueue(e, now)
-		if err != nil {
-			if len(events) > 1 {
-				return 0, fmt.Errorf("events[%d]: %w", i, err)
-			}
-			return 0, err
-		}
-		created += n
-	}
-	return created, w.finish()
-}
-
-// prepare fills and validates e against the store's limits and clock
-// (outbox.Event.Prepare bounds created_at to years the record's nanoseconds
-// hold).
-func (s *Store) prepare(e *outbox.Event) error {
-	o := s.opts.Event
-	o.MaxPayload = s.MaxPayload()
-	o.MaxMessage = s.MaxMessage()
-	o.Now = s.opts.Now
-	return e.Prepare(o)
-}
-
-// Enqueue adds events in a transaction of their own, all or nothing,
-// group-committed with concurrent callers (bbolt's Batch): many goroutines
-// enqueueing at once share fsyncs. It returns when the events are durable.
-// See EnqueueTx for ids, duplicates and errors.
-func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created int, err error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	// Prepare outside the batch: Batch may run the function twice, and the
-	// ids must be the same both times.
-	for i, e := range events {
-		if err := s.prepare(e); err != nil {
-			if len(events) > 1 {
-				return 0, fmt.Errorf("events[%d]: %w", i, err)
-			}
-			return 0, err
-		}
-	}
-	err = s.batch(func(tx *bolt.Tx) error {
-		var err error
-		created, err = s.EnqueueTx(tx, events...)
-		return err
-	})
-	return created, err
 }
 
 // Get returns the event with that id, or ErrNotFound.
@@ -476,128 +347,6 @@ func (w *writer) byID(u []byte, id string) (*outbox.Event, error) {
 		return nil, w.corrupt("ids names seq %d for %s, which has no record", ent.seq, id)
 	}
 	return e, nil
-}
-
-// Due returns up to n events that are due at now: ready events and those
-// whose backoff has passed, highest priority first, FIFO (by seq) within a
-// priority. Events for which skip returns true (the relay's in-flight ones)
-// are passed over. next is the time the earliest event still in backoff is
-// due (zero when none). The read transaction is closed before Due returns:
-// the events are copies.
-func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uint64) bool) (events []*outbox.Event, next time.Time, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, err
-	}
-	if skip == nil {
-		skip = func(uint64) bool { return false }
-	}
-	err = s.view(func(tx *bolt.Tx) error {
-		w := s.reader(tx)
-		get := func(bucket string, k []byte, seq uint64) (*outbox.Event, error) {
-			e, err := w.get(seq)
-			if err == nil && e == nil {
-				err = w.corrupt("%s entry %x names seq %d, which has no record", bucket, k, seq)
-			}
-			return e, err
-		}
-		nowN := uint64(now.UnixNano())
-		c := tx.Bucket(bDelayed).Cursor()
-		delayed := 0
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) != 16 {
-				return w.corrupt("delayed key %x", k)
-			}
-			if t := binary.BigEndian.Uint64(k[:8]); t > nowN {
-				next = fromNanos(int64(t))
-				break
-			}
-			seq := binary.BigEndian.Uint64(k[8:])
-			if skip(seq) {
-				continue
-			}
-			if delayed == n {
-				next = now
-				break
-			}
-			e, err := get("delayed", k, seq)
-			if err != nil {
-				return err
-			}
-			events = append(events, e)
-			delayed++
-		}
-		ready, got := tx.Bucket(bReady), 0
-		for p := outbox.MaxPriority; p >= 0 && got < n; p-- {
-			c := ready.Bucket(prioNames[p]).Cursor()
-			for k, _ := c.First(); k != nil && got < n; k, _ = c.Next() {
-				if len(k) != 8 {
-					return w.corrupt("ready/%d key %x", p, k)
-				}
-				seq := binary.BigEndian.Uint64(k)
-				if skip(seq) {
-					continue
-				}
-				e, err := get(fmt.Sprintf("ready/%d", p), k, seq)
-				if err != nil {
-					return err
-				}
-				events = append(events, e)
-				got++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("boltstore: due: %w", err)
-	}
-	// Events out of backoff come first from the loops above: sort always,
-	// not only when cutting at n, so that the order is the one promised.
-	slices.SortFunc(events, func(a, b *outbox.Event) int {
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
-	if len(events) > n {
-		events = events[:n]
-	}
-	return events, next, nil
-}
-
-// Ack records that JetStream acked the publish of event Seq (a duplicate ack
-// counts: the stream holds the event).
-type Ack struct {
-	Seq uint64
-	At  time.Time // when the publish was sent
-}
-
-// Complete marks acked events completed in one transaction (or deletes
-// them, with Options.RemoveOnAck) and promotes the next event of each of
-// their entities. Events no longer pending (deleted or
-// changed by an operator meanwhile), and pending events that Due could not
-// have returned (not their entity's head), are left alone.
-func (s *Store) Complete(ctx context.Context, acks []Ack) error {
-	return s.Record(ctx, acks, nil, 0)
-}
-
-// Failure records a publish attempt that failed with Err. The event goes into
-// backoff until NextAttemptAt, or becomes failed when Permanent is set or it
-// has used its max_attempts. An attempt whose outcome is Unknown (no answer:
-// the stream may hold the event) never fails the event for its attempts, only
-// a Permanent one does: failed means the stream does not hold it, so that an
-// operator's retry cannot publish it twice.
-type Failure struct {
-	Seq           uint64
-	At            time.Time
-	Err           string
-	NextAttemptAt time.Time
-	Permanent     bool
-	Unknown       bool
-}
-
-// Fail records failed attempts in one transaction.
-func (s *Store) Fail(ctx context.Context, fails []Failure) error {
-	return s.Record(ctx, nil, fails, 0)
 }
 
 // Retry makes a failed event pending again with its attempts reset, and

@@ -53,9 +53,9 @@ func (w *writer) lookup(u []byte) (idEntry, bool) {
 }
 
 // bury replaces the ids entry of the removed event e with a tombstone.
-func (w *writer) bury(u []byte, e *outbox.Event, now time.Time) error {
+func (w *writer) bury(u []byte, e *outbox.Event, hash uint64, now time.Time) error {
 	at := uint64(max(now.UnixNano(), 1))
-	v := binary.BigEndian.AppendUint64(u64(at), e.ContentHash())
+	v := binary.BigEndian.AppendUint64(u64(at), hash)
 	v = binary.BigEndian.AppendUint64(v, e.Seq)
 	v = binary.BigEndian.AppendUint64(v, e.EntitySeq)
 	if err := w.ids.Put(u, v); err != nil {

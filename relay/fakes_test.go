@@ -180,7 +180,7 @@ func (l *loop) of(id string) []relay.Outcome {
 
 func (l *loop) mark() uint64 {
 	l.t.Helper()
-	from, _, err := l.store.Mark(context.Background())
+	from, _, err := l.store.ReadBackMark(context.Background())
 	if err != nil {
 		l.t.Fatal(err)
 	}

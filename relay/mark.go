@@ -201,7 +201,7 @@ func (r *Relay) readBack(ctx context.Context, read func(fn func(publisher.Stored
 // published again — even after the stream's duplicate window, when
 // JetStream would no longer de-duplicate it. Then it records a fresh mark.
 func (r *Relay) reconcile(ctx context.Context) error {
-	from, since, err := r.store.Mark(ctx)
+	from, since, err := r.store.ReadBackMark(ctx)
 	if err != nil {
 		return fmt.Errorf("relay: reconcile: %w", err)
 	}

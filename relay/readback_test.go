@@ -203,7 +203,7 @@ func TestCrashWithClockAhead(t *testing.T) {
 	stop := run(r1)
 	ids := enqueueN(t, s1.Store, "crash.acked", 20)
 	natstest.Eventually(t, 10*time.Second, "20 completed", func() bool { return completed(t, s1.Store) == 20 })
-	if from, _, err := s1.Mark(context.Background()); err != nil || from != 21 {
+	if from, _, err := s1.ReadBackMark(context.Background()); err != nil || from != 21 {
 		t.Fatalf("mark after 20 acks into an empty stream: %d, %v; want 21", from, err)
 	}
 	p1.mode.Store(acksLost)
@@ -295,11 +295,11 @@ type legacyStore struct {
 	upgraded atomic.Bool
 }
 
-func (s *legacyStore) Mark(ctx context.Context) (uint64, time.Time, error) {
+func (s *legacyStore) ReadBackMark(ctx context.Context) (uint64, time.Time, error) {
 	if !s.upgraded.Load() {
 		return 0, s.since, nil
 	}
-	return s.Store.Mark(ctx)
+	return s.Store.ReadBackMark(ctx)
 }
 
 func (s *legacyStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error {
@@ -349,7 +349,7 @@ func TestLegacyTimeMark(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, "10 completed by the read-back", func() bool { return completed(t, store) == 10 })
 	// Then the file gets a sequence mark: the stream's next sequence, 16.
 	natstest.Eventually(t, 10*time.Second, "the mark at 16", func() bool {
-		from, _, err := store.Mark(context.Background())
+		from, _, err := store.ReadBackMark(context.Background())
 		return err == nil && from == 16
 	})
 	if err := stop(); err != nil {

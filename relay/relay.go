@@ -27,11 +27,11 @@ type Store interface {
 	// the stream sequence from which a restarted relay reads the stream
 	// back. An error stops the relay.
 	Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error
-	// Mark returns the read-back mark last recorded (0 when none): every
+	// ReadBackMark returns the read-back mark last recorded (0 when none): every
 	// publish whose outcome was unknown when the relay stopped was stored, if
 	// at all, at that stream sequence or later. since is the time-based mark
 	// of an older build, used when from is 0.
-	Mark(ctx context.Context) (from uint64, since time.Time, err error)
+	ReadBackMark(ctx context.Context) (from uint64, since time.Time, err error)
 	// Get returns the event with that id, or an error wrapping
 	// boltstore.ErrNotFound.
 	Get(ctx context.Context, id string) (*outbox.Event, error)
