@@ -50,50 +50,173 @@ func Subject(prefix, eventType string) string {
 // the CloudEvents NATS binding, Nats-Msg-Id = event id. attempt is the
 // 1-based number of this publish attempt; retry, when the event has no policy
 // of its own, is the relay's (it lets subscribers back off the same way).
+// A publisher of many events builds an Encoder once instead.
 func (e *Event) Message(subjectPrefix, source string, attempt int, retry *RetryPolicy) *nats.Msg {
+	enc := Encoder{prefix: subjectPrefix}
+	return enc.message(e, attempt, source, retry)
+}
+
+// An Encoder builds the NATS messages of one stream's events, exactly as
+// Event.Message does: what is the same for every event (the subject prefix,
+// ce-source, the default retry policy, ce-specversion, small numbers and the
+// common content types) is formatted once, when the Encoder is made, and
+// shared by every message. It is safe for concurrent use.
+//
+// The header values of a message may share their backing arrays with other
+// messages: set, add or delete headers (nats.Header's methods replace or
+// copy a value slice), but never write into a value slice in place.
+type Encoder struct {
+	prefix string
+	source []string     // nil: the source argument of message
+	retry  *[3][]string // the default policy's values; nil for none
+}
+
+// Values shared by every message: one-element slices whose capacity is their
+// length, so that an append by a caller copies.
+var (
+	specVersionValue = []string{SpecVersion}
+	trueValue        = []string{"true"}
+	falseValue       = []string{"false"}
+	jsonValue        = []string{ContentTypeJSON}
+	binaryValue      = []string{ContentTypeBinary}
+	// priorities, attempts and max_attempts up to MaxAttemptsLimit
+	smallInts = func() [][]string {
+		s := make([][]string, MaxAttemptsLimit+1)
+		for i := range s {
+			s[i] = []string{strconv.Itoa(i)}
+		}
+		return s
+	}()
+)
+
+// NewEncoder returns the Encoder of a stream: subjects <subjectPrefix>.<type>,
+// ce-source source (DefaultSource when empty), and retry, when not nil, the
+// policy carried by events without one of their own.
+func NewEncoder(subjectPrefix, source string, retry *RetryPolicy) *Encoder {
 	if source == "" {
 		source = DefaultSource
 	}
-	h := make(nats.Header, 20)
-	// One backing array for every header's value slice: a publish is on the
-	// relay's hot path, and 15 one-element slices are 15 allocations.
-	vals := make([]string, 0, 20)
+	enc := &Encoder{prefix: subjectPrefix, source: []string{source}}
+	if retry != nil {
+		v := retryValues(retry)
+		enc.retry = &[3][]string{{v[0]}, {v[1]}, {v[2]}}
+	}
+	return enc
+}
+
+func retryValues(p *RetryPolicy) [3]string {
+	return [3]string{p.InitialInterval.String(), p.MaxInterval.String(), strconv.FormatFloat(p.Multiplier, 'g', -1, 64)}
+}
+
+// Message builds the NATS message of e; attempt is the 1-based number of this
+// publish attempt.
+func (enc *Encoder) Message(e *Event, attempt int) *nats.Msg {
+	return enc.message(e, attempt, "", nil)
+}
+
+// headerCap is the most headers a message has: the map is sized once.
+const headerCap = 18
+
+// message is a message and the backing array of its per-event header values,
+// allocated together.
+type message struct {
+	msg  nats.Msg
+	vals [12]string
+}
+
+// message builds e's message. source and retry stand in for the Encoder's
+// when it has none (Event.Message).
+func (enc *Encoder) message(e *Event, attempt int, source string, retry *RetryPolicy) *nats.Msg {
+	// The strings formatted per event (subject, ce-time, ce-entityseq,
+	// ce-metadata) are cut from one buffer, converted once; the values of the
+	// per-event headers share one backing array, allocated with the message.
+	var scratch [256]byte // on the stack unless the strings are longer
+	buf := append(scratch[:0], enc.prefix...)
+	buf = append(buf, '.')
+	buf = append(buf, e.Type...)
+	subjectEnd := len(buf)
+	buf = e.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	timeEnd := len(buf)
+	if e.EntityID != "" {
+		buf = strconv.AppendUint(buf, e.EntitySeq, 10)
+	}
+	seqEnd := len(buf)
+	buf = append(buf, e.Metadata...)
+	s := string(buf)
+
+	m := &message{}
+	h := make(nats.Header, headerCap)
+	vals := m.vals[:0]
 	set := func(k, v string) {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	set(HeaderSpecVersion, SpecVersion)
+	h[HeaderSpecVersion] = specVersionValue
 	set(HeaderID, e.ID)
 	set(HeaderType, e.Type)
-	set(HeaderSource, source)
-	set(HeaderTime, e.CreatedAt.UTC().Format(time.RFC3339Nano))
+	switch {
+	case enc.source != nil:
+		h[HeaderSource] = enc.source
+	case source == "":
+		h[HeaderSource] = defaultSourceValue
+	default:
+		set(HeaderSource, source)
+	}
+	set(HeaderTime, s[subjectEnd:timeEnd])
 	if e.EntityID != "" {
 		set(HeaderSubject, e.EntityID)
-		set(HeaderEntitySeq, strconv.FormatUint(e.EntitySeq, 10))
+		set(HeaderEntitySeq, s[timeEnd:seqEnd])
 	}
-	if e.ContentType != "" {
+	switch e.ContentType {
+	case "":
+	case ContentTypeJSON:
+		h[HeaderContentType] = jsonValue
+	case ContentTypeBinary:
+		h[HeaderContentType] = binaryValue
+	default:
 		set(HeaderContentType, e.ContentType)
 	}
 	if e.UserID != "" {
 		set(HeaderUserID, e.UserID)
 	}
-	set(HeaderPriority, strconv.Itoa(e.Priority))
-	set(HeaderAttempt, strconv.Itoa(attempt))
-	set(HeaderMaxAttempts, strconv.Itoa(e.MaxAttempts))
-	set(HeaderIsNewRecord, strconv.FormatBool(e.IsNewRecord))
+	h[HeaderPriority] = number(e.Priority)
+	h[HeaderAttempt] = number(attempt)
+	h[HeaderMaxAttempts] = number(e.MaxAttempts)
+	if e.IsNewRecord {
+		h[HeaderIsNewRecord] = trueValue
+	} else {
+		h[HeaderIsNewRecord] = falseValue
+	}
 	if len(e.Metadata) > 0 {
-		set(HeaderMetadata, string(e.Metadata))
+		set(HeaderMetadata, s[seqEnd:])
 	}
-	if e.Retry != nil {
-		retry = e.Retry
+	if e.Retry != nil || enc.retry == nil {
+		if e.Retry != nil {
+			retry = e.Retry
+		}
+		if retry != nil {
+			v := retryValues(retry)
+			set(HeaderRetryInitial, v[0])
+			set(HeaderRetryMax, v[1])
+			set(HeaderRetryMultiply, v[2])
+		}
+	} else {
+		h[HeaderRetryInitial] = enc.retry[0]
+		h[HeaderRetryMax] = enc.retry[1]
+		h[HeaderRetryMultiply] = enc.retry[2]
 	}
-	if retry != nil {
-		set(HeaderRetryInitial, retry.InitialInterval.String())
-		set(HeaderRetryMax, retry.MaxInterval.String())
-		set(HeaderRetryMultiply, strconv.FormatFloat(retry.Multiplier, 'g', -1, 64))
+	h[HeaderMsgID] = h[HeaderID]
+	m.msg = nats.Msg{Subject: s[:subjectEnd], Header: h, Data: e.Payload}
+	return &m.msg
+}
+
+var defaultSourceValue = []string{DefaultSource}
+
+func number(n int) []string {
+	if n >= 0 && n < len(smallInts) {
+		return smallInts[n]
 	}
-	set(HeaderMsgID, e.ID)
-	return &nats.Msg{Subject: Subject(subjectPrefix, e.Type), Header: h, Data: e.Payload}
+	return []string{strconv.Itoa(n)}
 }
 
 // FromMessage decodes an event from its NATS headers and body, the inverse

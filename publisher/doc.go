@@ -5,6 +5,30 @@
 // asynchronously with a bounded number in flight, and says what each publish
 // error means for the caller.
 //
+// # Publishing
+//
+// Messages are built by one outbox.Encoder made at Connect: the headers that
+// are the same for every event of the stream (ce-specversion, ce-source, the
+// relay's default retry policy, common numbers and content types) are
+// formatted once and shared.
+//
+// PublishAsync does not go through nats.go's jetstream.PublishMsgAsync but
+// through an async path of the publisher's own over core NATS (async.go):
+// one wildcard reply subscription, a reply subject per publish, the ack read
+// by a hand-written parser (puback.go) where nats.go decodes every ack with
+// encoding/json, and one timer for every pending publish where nats.go arms
+// one each. It keeps PublishMsgAsync's semantics: at most MaxPending
+// publishes await an ack (past it a publish waits 200ms for a slot, then
+// fails with jetstream.ErrTooManyStalledMsgs, nothing sent); an ack not back
+// within PublishTimeout fails with jetstream.ErrAsyncPublishTimeout; no
+// responders is retried twice 250ms apart, then jetstream.ErrNoStreamResponse;
+// a server error is a *jetstream.APIError, an unreadable ack
+// jetstream.ErrInvalidJSAck; a dropped connection fails every pending publish
+// with nats.ErrDisconnected. It differs in one point: Close fails the pending
+// publishes at once with nats.ErrConnectionClosed, where nats.go's wait for
+// their timeout. Publish (the synchronous path, for tools and probes) stays
+// on nats.go.
+//
 // # Error contract
 //
 // Classify maps any error from a publish to one of three answers:

@@ -120,10 +120,16 @@ func (c *Config) Validate() error {
 
 // Publisher publishes events to JetStream. It is safe for concurrent use.
 type Publisher struct {
-	cfg Config
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	log *slog.Logger
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	enc   *outbox.Encoder
+	async *asyncPublisher
+	log   *slog.Logger
+	// viaJetStream sends PublishAsync through nats.go's PublishMsgAsync
+	// instead of the publisher's own async path (tests and benchmarks
+	// compare the two).
+	viaJetStream bool
 
 	// fetchWait is how long the i-th fetch of a read-back waits for
 	// messages (1s; tests shorten some to stand for a slow server).
@@ -146,7 +152,11 @@ func Connect(cfg Config) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Logger, fetchWait: func(int) time.Duration { return time.Second }}
+	p := &Publisher{
+		cfg: cfg, log: cfg.Logger, fetchWait: func(int) time.Duration { return time.Second },
+		enc:   outbox.NewEncoder(cfg.SubjectPrefix, cfg.Source, cfg.Retry),
+		async: newAsyncPublisher(nil, cfg.MaxPending, cfg.PublishTimeout),
+	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -158,9 +168,13 @@ func Connect(cfg Config) (*Publisher, error) {
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: we closed it
-				p.log.Warn("nats disconnected", "err", err)
+			// Pending acks will not come: fail them, the outcome unknown.
+			if err == nil { // we closed it
+				p.async.failAll(nats.ErrConnectionClosed)
+				return
 			}
+			p.log.Warn("nats disconnected", "err", err)
+			p.async.failAll(nats.ErrDisconnected)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -199,12 +213,17 @@ func Connect(cfg Config) (*Publisher, error) {
 		nc.Close()
 		return nil, fmt.Errorf("publisher: jetstream: %w", err)
 	}
-	p.nc, p.js = nc, js
+	p.nc, p.js, p.async.nc = nc, js, nc
+	p.async.start()
 	return p, nil
 }
 
-// Close closes the connection. Pending futures fail.
-func (p *Publisher) Close() { p.nc.Close() }
+// Close closes the connection. Pending futures fail with
+// nats.ErrConnectionClosed.
+func (p *Publisher) Close() {
+	p.nc.Close()
+	p.async.close()
+}
 
 // Conn is the NATS connection, JetStream its JetStream context.
 func (p *Publisher) Conn() *nats.Conn { return p.nc }
@@ -304,14 +323,24 @@ func (p *Publisher) Subject(t string) string { return outbox.Subject(p.cfg.Subje
 // number of this attempt. The future resolves with JetStream's ack or an
 // error; an error returned here means nothing was sent.
 func (p *Publisher) PublishAsync(e *outbox.Event, attempt int) (jetstream.PubAckFuture, error) {
-	m := e.Message(p.cfg.SubjectPrefix, p.cfg.Source, attempt, p.cfg.Retry)
-	return p.js.PublishMsgAsync(m)
+	m := p.enc.Message(e, attempt)
+	if p.viaJetStream {
+		return p.js.PublishMsgAsync(m)
+	}
+	return p.async.publish(m)
+}
+
+// PublishAsyncPending is the number of PublishAsync calls awaiting their ack.
+func (p *Publisher) PublishAsyncPending() int {
+	if p.viaJetStream {
+		return p.js.PublishAsyncPending()
+	}
+	return p.async.pendingCount()
 }
 
 // Publish sends e and waits for its ack (the slow path: tools and probes).
 func (p *Publisher) Publish(ctx context.Context, e *outbox.Event, attempt int) (*jetstream.PubAck, error) {
-	m := e.Message(p.cfg.SubjectPrefix, p.cfg.Source, attempt, p.cfg.Retry)
-	return p.js.PublishMsg(ctx, m)
+	return p.js.PublishMsg(ctx, p.enc.Message(e, attempt))
 }
 
 // MaxPayload is the server's max_payload, or 0 while never connected.

@@ -84,7 +84,9 @@ func dialRelay(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 // streaming answer. A backup read by a slow client takes far longer than
 // http.write_timeout and still arrives whole.
 func TestServeBackupOutlivesWriteTimeout(t *testing.T) {
-	r := startRelay(t, relayOpts{httpExtra: "  write_timeout: 500ms\n"})
+	// 2s: long enough for the setup's batches on a loaded machine, short
+	// next to the slow read of the backup below.
+	r := startRelay(t, relayOpts{httpExtra: "  write_timeout: 2s\n"})
 	payload := `"` + strings.Repeat("x", 20000) + `"`
 	for b := range 50 {
 		var events []string
@@ -118,12 +120,12 @@ func TestServeBackupOutlivesWriteTimeout(t *testing.T) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("backup cut after %d bytes and %s (http.write_timeout 500ms): %v", n, time.Since(start).Round(time.Millisecond), err)
+			t.Fatalf("backup cut after %d bytes and %s (http.write_timeout 2s): %v", n, time.Since(start).Round(time.Millisecond), err)
 		}
-		time.Sleep(70 * time.Millisecond) // a slow client, not a synchronisation
+		time.Sleep(250 * time.Millisecond) // a slow client, not a synchronisation
 	}
 	took := time.Since(start)
-	if took < 2*500*time.Millisecond {
+	if took < 2*2*time.Second {
 		t.Fatalf("the backup (%d bytes) was read in %s: too slow a client is needed to show that the write timeout is lifted", n, took)
 	}
 	// A whole store file: it opens and holds every event.

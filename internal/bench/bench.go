@@ -110,7 +110,13 @@ func (o *Options) Validate() error {
 // ratio with a figure missing. Its JSON form has exactly the keys of the
 // issue: the figures, "latency" and "ratios".
 type Result struct {
+	// JSCeiling is the fastest of the publish modes that keep per-message
+	// de-duplication, JSCeilingMode its name; each mode's figure follows.
 	JSCeiling     float64 `json:"js_ceiling"`
+	JSCeilingMode string  `json:"js_ceiling_mode"`
+	JSAsync       float64 `json:"js_async"`        // PublishMsgAsync, the js_ceiling of earlier runs
+	JSAtomicBatch float64 `json:"js_atomic_batch"` // atomic batches of 1000 (ADR-50)
+	JSFastBatch   float64 `json:"js_fast_batch"`   // one fast-ingest batch (ADR-50)
 	BboltCeiling  float64 `json:"bbolt_ceiling"`
 	Enqueue       float64 `json:"enqueue"`
 	HTTPIngest    float64 `json:"http_ingest"`
@@ -142,13 +148,31 @@ type Ratios struct {
 	EnqueueBbolt   float64 `json:"enqueue/bbolt_ceiling"`
 	SustainedJS    float64 `json:"sustained/js_ceiling"`
 	Drain1MOverDrn float64 `json:"drain_1m/drain"`
+	// Against js_async, the js_ceiling of earlier runs, when js_ceiling was
+	// taken in another mode: so that ratios of runs before and after the
+	// change compare.
+	DrainJSAsync     float64 `json:"drain/js_async,omitempty"`
+	SustainedJSAsync float64 `json:"sustained/js_async,omitempty"`
+}
+
+// jsMode is the figure of the publish mode named name.
+func (r *Result) jsMode(name string) *float64 {
+	switch name {
+	case "js_async":
+		return &r.JSAsync
+	case "js_atomic_batch":
+		return &r.JSAtomicBatch
+	case "js_fast_batch":
+		return &r.JSFastBatch
+	}
+	panic("bench: unknown publish mode " + name)
 }
 
 // computeRatios rounds the figures (events/s to integers, the rest to
 // microsecond or kilobyte precision) and derives the ratios from the rounded
 // figures, so that a reader can check them.
 func (r *Result) computeRatios() {
-	for _, f := range []*float64{&r.JSCeiling, &r.BboltCeiling, &r.Enqueue, &r.HTTPIngest, &r.Drain, &r.Drain1M, &r.Sustained, &r.BaselineFitIQ} {
+	for _, f := range []*float64{&r.JSCeiling, &r.JSAsync, &r.JSAtomicBatch, &r.JSFastBatch, &r.BboltCeiling, &r.Enqueue, &r.HTTPIngest, &r.Drain, &r.Drain1M, &r.Sustained, &r.BaselineFitIQ} {
 		*f = math.Round(*f)
 	}
 	r.RSSPeakMB = roundTo(r.RSSPeakMB, 1)
@@ -165,6 +189,10 @@ func (r *Result) computeRatios() {
 		EnqueueBbolt:   ratio(r.Enqueue, r.BboltCeiling),
 		SustainedJS:    ratio(r.Sustained, r.JSCeiling),
 		Drain1MOverDrn: ratio(r.Drain1M, r.Drain),
+	}
+	if r.JSCeilingMode != "js_async" {
+		r.Ratios.DrainJSAsync = ratio(r.Drain, r.JSAsync)
+		r.Ratios.SustainedJSAsync = ratio(r.Sustained, r.JSAsync)
 	}
 }
 

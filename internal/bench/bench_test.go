@@ -56,7 +56,8 @@ func TestRunQuick(t *testing.T) {
 		t.Errorf("ran %v, want %v", res.Ran, bench.Phases)
 	}
 	for name, v := range map[string]float64{
-		"js_ceiling": res.JSCeiling, "bbolt_ceiling": res.BboltCeiling, "enqueue": res.Enqueue,
+		"js_ceiling": res.JSCeiling, "js_async": res.JSAsync, "js_atomic_batch": res.JSAtomicBatch, "js_fast_batch": res.JSFastBatch,
+		"bbolt_ceiling": res.BboltCeiling, "enqueue": res.Enqueue,
 		"http_ingest": res.HTTPIngest, "drain": res.Drain, "drain_1m": res.Drain1M, "rss_peak_mb": res.RSSPeakMB,
 		"sustained": res.Sustained, "latency.p50_ms": res.Latency.P50, "latency.p99_ms": res.Latency.P99,
 		"latency.p999_ms": res.Latency.P999, "baseline_fitiq": res.BaselineFitIQ,
@@ -77,8 +78,13 @@ func TestRunQuick(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &obj); err != nil {
 		t.Fatalf("%v in %s", err, buf.Bytes())
 	}
+	// js_ceiling is the fastest mode that keeps per-message de-duplication.
+	if want := max(res.JSAsync, res.JSFastBatch); res.JSCeiling != want || (res.JSCeilingMode == "js_async") != (want == res.JSAsync) {
+		t.Errorf("js_ceiling %v in mode %s, want %v: the faster of js_async %v and js_fast_batch %v",
+			res.JSCeiling, res.JSCeilingMode, want, res.JSAsync, res.JSFastBatch)
+	}
 	wantKeys := []string{"baseline_fitiq", "bbolt_ceiling", "drain", "drain_1m", "enqueue", "http_ingest",
-		"js_ceiling", "latency", "ratios", "rss_peak_mb", "sustained"}
+		"js_async", "js_atomic_batch", "js_ceiling", "js_ceiling_mode", "js_fast_batch", "latency", "ratios", "rss_peak_mb", "sustained"}
 	if got := sortedKeys(obj); !slices.Equal(got, wantKeys) {
 		t.Errorf("JSON keys %v, want %v", got, wantKeys)
 	}
@@ -94,6 +100,10 @@ func TestRunQuick(t *testing.T) {
 		"enqueue/bbolt_ceiling": num("enqueue") / num("bbolt_ceiling"),
 		"sustained/js_ceiling":  num("sustained") / num("js_ceiling"),
 		"drain_1m/drain":        num("drain_1m") / num("drain"),
+	}
+	if obj["js_ceiling_mode"] != "js_async" { // the ratios against the old js_ceiling too
+		wantRatios["drain/js_async"] = num("drain") / num("js_async")
+		wantRatios["sustained/js_async"] = num("sustained") / num("js_async")
 	}
 	if got := sortedKeys(ratios); !slices.Equal(got, sortedKeys(wantRatios)) {
 		t.Errorf("ratio keys %v, want %v", got, sortedKeys(wantRatios))

@@ -16,6 +16,13 @@
 // payload size (Options.Payload, default 256 bytes) and the relay's in-flight
 // limit (4096).
 //
+// js_ceiling takes JetStream's rate in each publish mode it offers (jsModes):
+// async publish (js_async, the js_ceiling of earlier runs), atomic batches and
+// one fast-ingest batch (ADR-50), and is the fastest of those that keep
+// per-message de-duplication by Nats-Msg-Id, the relay's exactly-once. When it
+// is not js_async, the ratios against js_async are printed too, so that runs
+// from before and after compare.
+//
 // # Caveats
 //
 // The figures are only as quiet as the machine: close other work first. The

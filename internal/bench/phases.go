@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -124,77 +125,64 @@ func (r *runner) events(phase string) func(i int) *outbox.Event {
 	}
 }
 
-// js_ceiling: raw async publishing, a unique Nats-Msg-Id per message, the
-// relay's in-flight limit; from the first publish to the last ack.
+// js_ceiling: JetStream's own rate, each publish mode of jsModes in turn
+// into a fresh stream: unique Nats-Msg-Ids, nothing else in the headers, from
+// the first publish to the last ack. js_ceiling is the fastest mode that keeps
+// per-message de-duplication (jsMode.dedup).
 func (r *runner) jsCeiling(ctx context.Context) error {
-	name, prefix := r.stream("js_ceiling")
-	if _, err := r.js.CreateStream(ctx, streamConfig(name, prefix)); err != nil {
-		return err
-	}
-	defer r.deleteStream(name)
 	nc, err := nats.Connect(r.srv.url, nats.Name("outbox-bench-js-ceiling"))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(maxInFlight),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-			failed.Add(1)
-			firstErr.CompareAndSwap(nil, err)
-		}),
-	)
-	if err != nil {
-		return err
+	defer r.profile("js_ceiling")()
+	for _, mode := range jsModes {
+		r.prog.step(mode.name)
+		rate, err := r.jsMode(ctx, nc, mode)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode.name, err)
+		}
+		*r.res.jsMode(mode.name) = rate
+		verdict := "keeps per-message de-duplication"
+		if !mode.dedup {
+			verdict = "does not keep per-message de-duplication, no ceiling for the relay"
+		}
+		r.note("%s: %s msgs/s, %d msgs of %d B, %s; %s: %s", mode.name, formatNum(math.Round(rate)), r.o.Events, r.o.Payload, mode.how, verdict, mode.duplicates)
+		if mode.dedup && rate > r.res.JSCeiling {
+			r.res.JSCeiling, r.res.JSCeilingMode = rate, mode.name
+		}
 	}
+	r.prog.step("")
+	r.note("js_ceiling: %s, the fastest mode that keeps per-message de-duplication (the relay sends about 15 CloudEvents headers besides Nats-Msg-Id)", r.res.JSCeilingMode)
+	return nil
+}
+
+// jsMode publishes the phase's messages in one mode and returns its rate.
+func (r *runner) jsMode(ctx context.Context, nc *nats.Conn, mode jsMode) (float64, error) {
+	name, prefix := r.stream(mode.name)
+	cfg := streamConfig(name, prefix)
+	mode.stream(&cfg)
+	if _, err := r.js.CreateStream(ctx, cfg); err != nil {
+		return 0, err
+	}
+	defer r.deleteStream(name)
 	n := r.o.Events
-	ids := make([]string, n) // made before the clock starts, as the relay's are
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7()).String()
-	}
+	msgs := make([]*nats.Msg, n) // made before the clock starts, as the relay's are
 	payload, subject := r.payload(), prefix+".event"
+	for i := range msgs {
+		msgs[i] = &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{jetstream.MsgIDHeader: {uuid.Must(uuid.NewV7()).String()}}}
+	}
 	var sent atomic.Int64
 	defer r.prog.follow(func() float64 { return float64(sent.Load()) / float64(n) })()
-
-	defer r.profile("js_ceiling")()
 	start := time.Now()
-	for i := range n {
-		m := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{jetstream.MsgIDHeader: {ids[i]}}}
-		for {
-			_, err := js.PublishMsgAsync(m)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) { // back-pressure: it waited already
-				return err
-			}
-		}
-		if i%1024 == 0 {
-			sent.Store(int64(i))
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(stallTimeout):
-		return fmt.Errorf("acks still pending after %s", stallTimeout)
+	if err := mode.publish(ctx, nc, msgs, &sent); err != nil {
+		return 0, err
 	}
 	elapsed := time.Since(start)
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d publishes failed, first: %v", f, firstErr.Load())
-	}
 	if got, err := r.streamMsgs(ctx, name); err != nil || got != uint64(n) {
-		return fmt.Errorf("stream holds %d of %d messages (%v)", got, n, err)
+		return 0, fmt.Errorf("stream holds %d of %d messages (%v)", got, n, err)
 	}
-	r.res.JSCeiling = float64(n) / elapsed.Seconds()
-	r.note("js_ceiling: %d msgs of %d B, header Nats-Msg-Id only (the relay sends about 15 CloudEvents headers), PublishMsgAsync with WithPublishAsyncMaxPending(%d) and no ack timeout, first publish to last ack", n, r.o.Payload, maxInFlight)
-	return nil
+	return float64(n) / elapsed.Seconds(), nil
 }
 
 // bbolt_ceiling: one Put of a sequence key per db.Batch call, from 64

@@ -98,6 +98,12 @@ func WriteTable(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintln(tw, "figure\tvalue\tunit\ttarget\tmet")
 	row("js_ceiling", "js_ceiling", r.JSCeiling, "msgs/s")
+	if r.ran("js_ceiling") {
+		fmt.Fprintf(tw, "js_ceiling_mode\t%s\t\t\t\n", r.JSCeilingMode)
+	}
+	row("js_async", "js_ceiling", r.JSAsync, "msgs/s")
+	row("js_atomic_batch", "js_ceiling", r.JSAtomicBatch, "msgs/s")
+	row("js_fast_batch", "js_ceiling", r.JSFastBatch, "msgs/s")
 	row("bbolt_ceiling", "bbolt_ceiling", r.BboltCeiling, "events/s")
 	row("enqueue", "enqueue", r.Enqueue, "events/s")
 	row("http_ingest", "http_ingest", r.HTTPIngest, "events/s")
@@ -119,6 +125,15 @@ func WriteTable(w io.Writer, r *Result) error {
 			}
 			tgt, ok := check(t.name)
 			fmt.Fprintf(tw, "%s\t%s\t\t%s\t%s\n", t.name, value, tgt, ok)
+		}
+	}
+	// js_ceiling in another mode than before: the ratios against the old one.
+	for _, old := range []struct {
+		name  string
+		value float64
+	}{{"drain/js_async", r.Ratios.DrainJSAsync}, {"sustained/js_async", r.Ratios.SustainedJSAsync}} {
+		if old.value != 0 {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\n", old.name, formatNum(old.value))
 		}
 	}
 	if err := tw.Flush(); err != nil {
