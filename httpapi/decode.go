@@ -5,21 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"maps"
 	"mime"
 	"net/http"
-	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/fitiqcore/outbox"
 )
 
-// readJSON checks the request's content type, reads its body within the
-// limit and returns the one JSON value it holds. ServeHTTP has checked a
-// declared Content-Length against the limit and reserved it in the body
-// budget already.
-func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) (json.RawMessage, error) {
+// readRequest checks the request's content type and reads its body whole,
+// within the limit. ServeHTTP has checked a declared Content-Length
+// against the limit and reserved it in the body budget already.
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
@@ -30,7 +26,7 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) (json.RawMessa
 	if err != nil {
 		return nil, reject(http.StatusBadRequest, "read request body: %v", err)
 	}
-	return singleValue(body)
+	return body, nil
 }
 
 // readBody reads a body whole: into one buffer of its declared size when
@@ -62,12 +58,13 @@ func checkContentType(ct string) error {
 
 // singleValue returns the JSON value that body holds (a slice of body, not
 // a copy), refusing an empty body, malformed JSON and anything after the
-// value but white space.
+// value but white space, with the message that says what is wrong, and
+// where. The decoders call it when their one pass finds the body not
+// well-formed, for that message.
 func singleValue(body []byte) (json.RawMessage, error) {
 	if v := trimSpace(body); len(v) > 0 && json.Valid(v) {
 		return v, nil
 	}
-	// The error path: the decoder tells what is wrong, and where.
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var v json.RawMessage
 	if err := dec.Decode(&v); err != nil {
@@ -93,141 +90,152 @@ func malformed(err error) error {
 	return reject(http.StatusBadRequest, "malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-// The keys of an event's JSON form: Event's own tags, and the two spellings
-// of the payload that Event.UnmarshalJSON reads. A custom UnmarshalJSON does
-// not see json.Decoder.DisallowUnknownFields, so this package checks keys
-// itself, exactly (snake_case, case-sensitive).
-var (
-	eventKeys = append(jsonKeys(reflect.TypeFor[outbox.Event]()), "payload", "payload_base64")
-	retryKeys = jsonKeys(reflect.TypeFor[outbox.RetryPolicy]())
-	batchKeys = []string{"events"}
-)
+// errSyntax is what the one-pass decoders return for JSON that is not
+// well-formed; the caller asks singleValue for the message. (Should the
+// two ever disagree, the client still gets a 400.)
+var errSyntax = &requestError{status: http.StatusBadRequest, msg: "malformed JSON"}
 
-func jsonKeys(t reflect.Type) []string {
-	var keys []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch {
-		case !f.IsExported() || name == "-":
-		case name == "":
-			keys = append(keys, f.Name)
-		default:
-			keys = append(keys, name)
+// decodeSingle decodes the body of POST /v1/events: one event.
+func decodeSingle(body []byte) (*outbox.Event, error) {
+	if i := skipSpace(body, 0); i < len(body) && body[i] == '{' {
+		var d decoder
+		e := new(outbox.Event)
+		end, err := d.event(body, i, 0, "body", e)
+		if end >= 0 && skipSpace(body, end) == len(body) {
+			return e, err // the body is well-formed: the decoder's verdict stands
 		}
 	}
-	return keys
-}
-
-// object splits raw, a valid JSON value, as a JSON object, and refuses
-// keys not in known. The values are slices of raw, not copies; a key given
-// twice keeps its last value, as encoding/json does. what names the value
-// in messages ("body", "event", "retry"); prefix is put before a key to
-// name it in full ("retry.").
-func object(raw json.RawMessage, what, prefix string, known []string) (map[string]json.RawMessage, error) {
-	raw = trimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, reject(http.StatusBadRequest, "%s must be a JSON object, got %s", what, kindOf(raw))
-	}
-	obj := make(map[string]json.RawMessage)
-	unknown := false
-	members(raw, func(k string, v []byte) {
-		obj[k] = v
-		unknown = unknown || !slices.Contains(known, k)
-	})
-	if unknown { // name the first in order, whatever the map's order
-		for _, k := range slices.Sorted(maps.Keys(obj)) {
-			if !slices.Contains(known, k) {
-				return nil, reject(http.StatusBadRequest, "unknown field %q", prefix+k)
-			}
-		}
-	}
-	return obj, nil
-}
-
-// decodeEvent decodes one event from its JSON form. Every error names the
-// field at fault.
-func decodeEvent(raw json.RawMessage, what string) (*outbox.Event, error) {
-	obj, err := object(raw, what, "", eventKeys)
+	raw, err := singleValue(body) // malformed, not an object, or data after it
 	if err != nil {
 		return nil, err
 	}
-	if r, ok := obj["retry"]; ok && bytes.HasPrefix(r, []byte("{")) {
-		if _, err := object(r, "retry", "retry.", retryKeys); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkText(obj); err != nil {
-		return nil, err
-	}
+	var d decoder
 	e := new(outbox.Event)
-	if err := json.Unmarshal(raw, e); err != nil {
-		return nil, eventError(err, obj)
+	if _, err := d.event(raw, 0, 0, "body", e); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
 
-// eventError turns a decoding error of an event into a client error naming
-// the field.
-func eventError(err error, obj map[string]json.RawMessage) error {
+// decodeBatch decodes the body of POST /v1/events/batch and calls check
+// on each event once it is decoded: the first error, in the order of the
+// events, is the answer, prefixed with the event's index. The one pass
+// takes the body as clients send it, {"events":[...]}; anything else, and
+// every error, is decoded again by the general path, which finds the
+// error that comes first: malformed JSON anywhere, then the body's own
+// keys, then the events in order.
+func decodeBatch(body []byte, check func(*outbox.Event) error) ([]*outbox.Event, error) {
+	if events, ok := fastBatch(body, check); ok {
+		return events, nil
+	}
+	raw, err := singleValue(body)
+	if err != nil {
+		return nil, err
+	}
+	if raw[0] != '{' {
+		return nil, reject(http.StatusBadRequest, "body must be a JSON object, got %s", kindOf(raw))
+	}
 	var (
-		ve  *outbox.ValidationError
-		ute *json.UnmarshalTypeError
+		list              []byte
+		unknown           string
+		found, hasUnknown bool
 	)
+	members(raw, func(k string, v []byte) {
+		switch {
+		case k == "events":
+			list, found = v, true // a key given twice keeps its last value
+		case !hasUnknown || k < unknown: // name the first in order
+			unknown, hasUnknown = k, true
+		}
+	})
 	switch {
-	case errors.As(err, &ve):
-		return err // "invalid payload_base64: ..."; statusOf maps it
-	case errors.As(err, &ute):
-		return reject(http.StatusBadRequest, "invalid %s: want %s, got %s", fieldName(ute.Field), jsonKind(ute.Type), ute.Value)
+	case hasUnknown:
+		return nil, reject(http.StatusBadRequest, "unknown field %q", unknown)
+	case !found:
+		return nil, reject(http.StatusBadRequest, "invalid events: required")
+	case list[0] != '[':
+		return nil, reject(http.StatusBadRequest, "invalid events: want an array, got %s", kindOf(list))
 	}
-	// Errors of a field's own UnmarshalJSON (a time that does not parse)
-	// carry no field name: find the field by decoding them one at a time.
-	for _, k := range slices.Sorted(maps.Keys(obj)) {
-		one, _ := json.Marshal(map[string]json.RawMessage{k: obj[k]})
-		if json.Unmarshal(one, new(outbox.Event)) != nil {
-			return reject(http.StatusBadRequest, "invalid %s: %s", k, strings.TrimPrefix(err.Error(), "json: "))
+	items := elements(list)
+	if len(items) == 0 {
+		return nil, reject(http.StatusBadRequest, "invalid events: want at least one event")
+	}
+	var (
+		d      decoder
+		s      slab
+		events = make([]*outbox.Event, len(items))
+	)
+	for i, item := range items {
+		e := s.next()
+		_, err := d.event(item, 0, 2, "event", e)
+		if err == nil {
+			err = check(e)
 		}
+		if err != nil {
+			return nil, withIndex(i, err)
+		}
+		events[i] = e
 	}
-	return reject(http.StatusBadRequest, "invalid event: %s", strings.TrimPrefix(err.Error(), "json: "))
+	return events, nil
 }
 
-// fieldName turns the path of an UnmarshalTypeError into the field's JSON
-// name: encoding/json puts the Go names of embedded structs in the path
-// ("eventAlias.priority"), which the JSON form does not have.
-func fieldName(path string) string {
-	parts := strings.Split(path, ".")
-	for i, p := range parts {
-		if slices.Contains(eventKeys, p) {
-			return strings.Join(parts[i:], ".")
+// fastBatch is decodeBatch's one pass: ok is false when the body is not
+// a well-formed {"events":[...]} of one or more valid events.
+func fastBatch(body []byte, check func(*outbox.Event) error) (events []*outbox.Event, ok bool) {
+	const key = `"events"`
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, false
+	}
+	if i = skipSpace(body, i+1); !bytes.HasPrefix(body[i:], []byte(key)) {
+		return nil, false
+	}
+	if i = skipSpace(body, i+len(key)); i >= len(body) || body[i] != ':' {
+		return nil, false
+	}
+	if i = skipSpace(body, i+1); i >= len(body) || body[i] != '[' {
+		return nil, false
+	}
+	var (
+		d decoder
+		s slab
+	)
+	events = make([]*outbox.Event, 0, 16)
+	for i = skipSpace(body, i+1); ; i = skipSpace(body, i+1) {
+		if i >= len(body) || body[i] != '{' {
+			return nil, false
 		}
+		e := s.next()
+		end, err := d.event(body, i, 2, "event", e)
+		if err != nil || check(e) != nil {
+			return nil, false
+		}
+		events = append(events, e)
+		if i = skipSpace(body, end); i < len(body) && body[i] == ',' {
+			continue
+		}
+		if i < len(body) && body[i] == ']' {
+			break
+		}
+		return nil, false
 	}
-	if path == "" {
-		return "event"
+	if i = skipSpace(body, i+1); i >= len(body) || body[i] != '}' {
+		return nil, false
 	}
-	return path
+	return events, skipSpace(body, i+1) == len(body)
 }
 
-// jsonKind names what JSON a Go type is decoded from.
-func jsonKind(t reflect.Type) string {
-	if t == nil {
-		return "another type"
+// slab hands out zeroed events from chunks, so that a batch costs a few
+// allocations rather than one per event. An event stays where it was
+// handed out: a full chunk is left to the events in it.
+type slab struct{ chunk []outbox.Event }
+
+func (s *slab) next() *outbox.Event {
+	if len(s.chunk) == cap(s.chunk) {
+		s.chunk = make([]outbox.Event, 0, min(max(2*cap(s.chunk), 16), 256))
 	}
-	switch t.Kind() {
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	}
-	return "another type"
+	s.chunk = s.chunk[:len(s.chunk)+1]
+	return &s.chunk[len(s.chunk)-1]
 }
 
 // kindOf names the kind of a JSON value, for messages.

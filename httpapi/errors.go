@@ -110,6 +110,11 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorBody{Error: "internal: encode response: " + err.Error()})
 	}
+	s.writeBytes(w, status, b)
+}
+
+// writeBytes answers b, JSON, with the given status.
+func (s *Server) writeBytes(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", outbox.ContentTypeJSON)
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -18,12 +18,12 @@ type batch struct {
 // postEvent stores one event: 201 with the stored event, 200 when its id is
 // stored already with the same content.
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
-	raw, err := s.readJSON(w, r)
+	body, err := s.readRequest(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := decodeEvent(raw, "body")
+	e, err := decodeSingle(body)
 	if err == nil {
 		err = s.checkEvent(e)
 	}
@@ -42,7 +42,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	w.Header().Set("Location", "/v1/events/"+url.PathEscape(e.ID))
-	s.writeJSON(w, status, e)
+	s.writeEvent(w, status, e)
 }
 
 // postBatch stores a list of events in one transaction, all or nothing: 201
@@ -70,41 +70,15 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if created > 0 {
 		status = http.StatusCreated
 	}
-	s.writeJSON(w, status, batch{Events: events})
+	s.writeEvents(w, status, events)
 }
 
 func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Event, error) {
-	raw, err := s.readJSON(w, r)
+	body, err := s.readRequest(w, r)
 	if err != nil {
 		return nil, err
 	}
-	obj, err := object(raw, "body", "", batchKeys)
-	if err != nil {
-		return nil, err
-	}
-	list, ok := obj["events"]
-	if !ok {
-		return nil, reject(http.StatusBadRequest, "invalid events: required")
-	}
-	if len(list) == 0 || list[0] != '[' {
-		return nil, reject(http.StatusBadRequest, "invalid events: want an array, got %s", kindOf(list))
-	}
-	items := elements(list)
-	if len(items) == 0 {
-		return nil, reject(http.StatusBadRequest, "invalid events: want at least one event")
-	}
-	events := make([]*outbox.Event, len(items))
-	for i, item := range items {
-		e, err := decodeEvent(item, "event")
-		if err == nil {
-			err = s.checkEvent(e)
-		}
-		if err != nil {
-			return nil, withIndex(i, err)
-		}
-		events[i] = e
-	}
-	return events, nil
+	return decodeBatch(body, s.checkEvent)
 }
 
 // checkEvent applies the server's own rule before the store sees the
@@ -121,7 +95,7 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, e)
+	s.writeEvent(w, http.StatusOK, e)
 }
 
 // reportEnqueued passes the events an ingest request newly stored to the

@@ -6,11 +6,12 @@ import (
 	"unicode/utf8"
 )
 
-// Walking raw JSON without copying it. A body is checked once as a whole
-// (singleValue: json.Valid); its objects and arrays are then split into
-// slices of the body itself, so that a batch is not copied once per level
-// (the body, its "events" array, each event) before it is decoded. Every
-// function here takes JSON that is known to be valid.
+// Walking raw JSON without copying it, once it is known to be valid: the
+// general path of the decoders (decode.go), taken for bodies of unusual
+// shape and to find the first error, checks a body whole (singleValue:
+// json.Valid), then splits its objects and arrays into slices of the body
+// itself. Every function here takes JSON that is known to be valid; the
+// one pass that checks JSON as it goes is lex.go's.
 
 // skipSpace returns the index of the first byte at or after i that is not
 // JSON white space.
@@ -109,57 +110,5 @@ func unquote(lit []byte) string {
 	return s
 }
 
-// checkStrings scans the strings of a JSON value (object keys included)
-// and says what in them encoding/json would alter, or "" when nothing.
-func checkStrings(raw []byte) string {
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '"' {
-			continue // outside strings, valid JSON is ASCII
-		}
-		for i++; raw[i] != '"'; {
-			switch c := raw[i]; {
-			case c == '\\' && raw[i+1] == 'u':
-				r := hex4(raw[i+2 : i+6])
-				switch {
-				case r >= 0xD800 && r <= 0xDBFF && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' &&
-					isLow(hex4(raw[i+8:i+12])):
-					i += 12 // a high and a low surrogate: one character
-				case r >= 0xD800 && r <= 0xDFFF:
-					return `lone surrogate escape \u` + string(raw[i+2:i+6]) + " (JSON would turn it into U+FFFD)"
-				default:
-					i += 6
-				}
-			case c == '\\':
-				i += 2
-			case c < utf8.RuneSelf:
-				i++
-			default:
-				r, n := utf8.DecodeRune(raw[i:])
-				if r == utf8.RuneError && n <= 1 {
-					return "not valid UTF-8"
-				}
-				i += n
-			}
-		}
-	}
-	return ""
-}
-
+// isLow reports whether r is a low surrogate.
 func isLow(r rune) bool { return r >= 0xDC00 && r <= 0xDFFF }
-
-// hex4 reads the four hex digits of a \u escape.
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
-}

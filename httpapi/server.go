@@ -85,7 +85,8 @@ type Options struct {
 	// Enqueued, when set, is called after every successful ingest request
 	// with the events it newly stored (not those stored already): metrics
 	// count them. It is called from the request's goroutine and must not
-	// block.
+	// block. The events' metadata and payloads may be slices of the
+	// request's body: an event kept past the call keeps the body's memory.
 	Enqueued func(events ...*outbox.Event)
 }
 

@@ -22,7 +22,7 @@ var ErrInvalidOption = errors.New("bench: invalid option")
 // Phases are the figures Run takes, in the order it takes them.
 var Phases = []string{
 	"js_ceiling", "bbolt_ceiling", "enqueue", "http_ingest",
-	"drain", "drain_1m", "sustained", "latency", "baseline_fitiq",
+	"drain", "drain_1m", "sustained", "latency", "latency_loaded", "baseline_fitiq",
 }
 
 // Options tune a run. The zero value is the full run on an in-process
@@ -122,9 +122,14 @@ type Result struct {
 	HTTPIngest    float64 `json:"http_ingest"`
 	Drain         float64 `json:"drain"`
 	Drain1M       float64 `json:"drain_1m"`
-	RSSPeakMB     float64 `json:"rss_peak_mb"` // MB (2^20 bytes) during drain_1m
+	RSSPeakMB     float64 `json:"rss_peak_mb"`     // MB (2^20 bytes) during drain_1m
+	RSSAnonMB     float64 `json:"rss_anon_mb"`     // anonymous memory (heap, stacks) peak during drain_1m, MB
+	BytesPerEvent float64 `json:"bytes_per_event"` // store file size over events at drain_1m's backlog
 	Sustained     float64 `json:"sustained"`
 	Latency       Latency `json:"latency"`
+	// LatencyLoaded is Latency at half the sustained rate, from producers
+	// enqueueing through the commit pipeline.
+	LatencyLoaded Latency `json:"latency_loaded"`
 	BaselineFitIQ float64 `json:"baseline_fitiq"`
 	Ratios        Ratios  `json:"ratios"`
 
@@ -134,11 +139,17 @@ type Result struct {
 	Notes []string `json:"-"`
 }
 
-// Latency is commit → JetStream ack (completion written), in milliseconds.
+// Latency is commit → JetStream ack (completion written), in milliseconds,
+// at the pace achieved (events/s).
 type Latency struct {
-	P50  float64 `json:"p50_ms"`
-	P99  float64 `json:"p99_ms"`
-	P999 float64 `json:"p999_ms"`
+	Achieved float64 `json:"achieved_per_s"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	P999     float64 `json:"p999_ms"`
+}
+
+func (l Latency) rounded() Latency {
+	return Latency{math.Round(l.Achieved), roundTo(l.P50, 3), roundTo(l.P99, 3), roundTo(l.P999, 3)}
 }
 
 // Ratios are the figures against each other that the targets are set on.
@@ -148,6 +159,7 @@ type Ratios struct {
 	EnqueueBbolt   float64 `json:"enqueue/bbolt_ceiling"`
 	SustainedJS    float64 `json:"sustained/js_ceiling"`
 	Drain1MOverDrn float64 `json:"drain_1m/drain"`
+	HTTPIngestJS   float64 `json:"http_ingest/js_ceiling"`
 	// Against js_async, the js_ceiling of earlier runs, when js_ceiling was
 	// taken in another mode: so that ratios of runs before and after the
 	// change compare.
@@ -175,8 +187,8 @@ func (r *Result) computeRatios() {
 	for _, f := range []*float64{&r.JSCeiling, &r.JSAsync, &r.JSAtomicBatch, &r.JSFastBatch, &r.BboltCeiling, &r.Enqueue, &r.HTTPIngest, &r.Drain, &r.Drain1M, &r.Sustained, &r.BaselineFitIQ} {
 		*f = math.Round(*f)
 	}
-	r.RSSPeakMB = roundTo(r.RSSPeakMB, 1)
-	r.Latency = Latency{roundTo(r.Latency.P50, 3), roundTo(r.Latency.P99, 3), roundTo(r.Latency.P999, 3)}
+	r.RSSPeakMB, r.RSSAnonMB, r.BytesPerEvent = roundTo(r.RSSPeakMB, 1), roundTo(r.RSSAnonMB, 1), math.Round(r.BytesPerEvent)
+	r.Latency, r.LatencyLoaded = r.Latency.rounded(), r.LatencyLoaded.rounded()
 	ratio := func(a, b float64) float64 {
 		if a == 0 || b == 0 {
 			return 0
@@ -189,6 +201,7 @@ func (r *Result) computeRatios() {
 		EnqueueBbolt:   ratio(r.Enqueue, r.BboltCeiling),
 		SustainedJS:    ratio(r.Sustained, r.JSCeiling),
 		Drain1MOverDrn: ratio(r.Drain1M, r.Drain),
+		HTTPIngestJS:   ratio(r.HTTPIngest, r.JSCeiling),
 	}
 	if r.JSCeilingMode != "js_async" {
 		r.Ratios.DrainJSAsync = ratio(r.Drain, r.JSAsync)

@@ -60,14 +60,19 @@ func TestRunQuick(t *testing.T) {
 		"bbolt_ceiling": res.BboltCeiling, "enqueue": res.Enqueue,
 		"http_ingest": res.HTTPIngest, "drain": res.Drain, "drain_1m": res.Drain1M, "rss_peak_mb": res.RSSPeakMB,
 		"sustained": res.Sustained, "latency.p50_ms": res.Latency.P50, "latency.p99_ms": res.Latency.P99,
-		"latency.p999_ms": res.Latency.P999, "baseline_fitiq": res.BaselineFitIQ,
+		"latency.p999_ms": res.Latency.P999, "latency.achieved_per_s": res.Latency.Achieved,
+		"latency_loaded.p50_ms": res.LatencyLoaded.P50, "latency_loaded.p99_ms": res.LatencyLoaded.P99,
+		"latency_loaded.achieved_per_s": res.LatencyLoaded.Achieved, "baseline_fitiq": res.BaselineFitIQ,
+		"rss_anon_mb": res.RSSAnonMB, "bytes_per_event": res.BytesPerEvent,
 	} {
 		if !(v > 0) {
 			t.Errorf("%s = %v, want > 0", name, v)
 		}
 	}
-	if !(res.Latency.P50 <= res.Latency.P99 && res.Latency.P99 <= res.Latency.P999) {
-		t.Errorf("latency percentiles out of order: %+v", res.Latency)
+	for _, l := range []bench.Latency{res.Latency, res.LatencyLoaded} {
+		if !(l.P50 <= l.P99 && l.P99 <= l.P999) {
+			t.Errorf("latency percentiles out of order: %+v", l)
+		}
 	}
 
 	var buf bytes.Buffer
@@ -83,23 +88,27 @@ func TestRunQuick(t *testing.T) {
 		t.Errorf("js_ceiling %v in mode %s, want %v: the faster of js_async %v and js_fast_batch %v",
 			res.JSCeiling, res.JSCeilingMode, want, res.JSAsync, res.JSFastBatch)
 	}
-	wantKeys := []string{"baseline_fitiq", "bbolt_ceiling", "drain", "drain_1m", "enqueue", "http_ingest",
-		"js_async", "js_atomic_batch", "js_ceiling", "js_ceiling_mode", "js_fast_batch", "latency", "ratios", "rss_peak_mb", "sustained"}
+	wantKeys := []string{"baseline_fitiq", "bbolt_ceiling", "bytes_per_event", "drain", "drain_1m", "enqueue", "http_ingest",
+		"js_async", "js_atomic_batch", "js_ceiling", "js_ceiling_mode", "js_fast_batch", "latency", "latency_loaded", "ratios",
+		"rss_anon_mb", "rss_peak_mb", "sustained"}
 	if got := sortedKeys(obj); !slices.Equal(got, wantKeys) {
 		t.Errorf("JSON keys %v, want %v", got, wantKeys)
 	}
-	lat, _ := obj["latency"].(map[string]any)
-	if got, want := sortedKeys(lat), []string{"p50_ms", "p999_ms", "p99_ms"}; !slices.Equal(got, want) {
-		t.Errorf("latency keys %v, want %v", got, want)
+	for _, k := range []string{"latency", "latency_loaded"} {
+		lat, _ := obj[k].(map[string]any)
+		if got, want := sortedKeys(lat), []string{"achieved_per_s", "p50_ms", "p999_ms", "p99_ms"}; !slices.Equal(got, want) {
+			t.Errorf("%s keys %v, want %v", k, got, want)
+		}
 	}
 	ratios, _ := obj["ratios"].(map[string]any)
 	num := func(k string) float64 { f, _ := obj[k].(float64); return f }
 	wantRatios := map[string]float64{
-		"drain/js_ceiling":      num("drain") / num("js_ceiling"),
-		"drain/baseline_fitiq":  num("drain") / num("baseline_fitiq"),
-		"enqueue/bbolt_ceiling": num("enqueue") / num("bbolt_ceiling"),
-		"sustained/js_ceiling":  num("sustained") / num("js_ceiling"),
-		"drain_1m/drain":        num("drain_1m") / num("drain"),
+		"drain/js_ceiling":       num("drain") / num("js_ceiling"),
+		"drain/baseline_fitiq":   num("drain") / num("baseline_fitiq"),
+		"enqueue/bbolt_ceiling":  num("enqueue") / num("bbolt_ceiling"),
+		"sustained/js_ceiling":   num("sustained") / num("js_ceiling"),
+		"drain_1m/drain":         num("drain_1m") / num("drain"),
+		"http_ingest/js_ceiling": num("http_ingest") / num("js_ceiling"),
 	}
 	if obj["js_ceiling_mode"] != "js_async" { // the ratios against the old js_ceiling too
 		wantRatios["drain/js_async"] = num("drain") / num("js_async")
@@ -120,7 +129,7 @@ func TestRunQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range append(wantKeys[:len(wantKeys)-1], sortedKeys(wantRatios)...) {
-		if k != "latency" && k != "ratios" && !strings.Contains(buf.String(), k) {
+		if k != "ratios" && !strings.Contains(buf.String(), k) {
 			t.Errorf("table lacks %s:\n%s", k, buf.String())
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +87,7 @@ func (r *runner) run(ctx context.Context, phase string) error {
 		rate, err := r.drain(ctx, phase, r.o.Events1M, m)
 		r.res.Drain1M = rate
 		if err == nil {
-			r.res.RSSPeakMB = m.peakMB
+			r.res.RSSPeakMB, r.res.RSSAnonMB = m.peakMB, m.anonMB
 			r.note("rss_peak_mb: %s", m.detail)
 		}
 		return err
@@ -96,6 +95,8 @@ func (r *runner) run(ctx context.Context, phase string) error {
 		return r.sustained(ctx)
 	case "latency":
 		return r.latency(ctx)
+	case "latency_loaded":
+		return r.latencyLoaded(ctx)
 	case "baseline_fitiq":
 		return r.baseline(ctx)
 	}
@@ -386,6 +387,14 @@ func (r *runner) drain(ctx context.Context, phase string, n int, rss *rssMeter) 
 	if err := store.Close(); err != nil {
 		return 0, err
 	}
+	if rss != nil { // the 1M backlog: what the file costs per event
+		st, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		r.res.BytesPerEvent = float64(st.Size()) / float64(n)
+		r.note("bytes_per_event: file of %d bytes for %d events of %d B payload", st.Size(), n, r.o.Payload)
+	}
 	if store, err = boltstore.Open(path, nil); err != nil {
 		return 0, err
 	}
@@ -498,92 +507,6 @@ func (r *runner) sustained(ctx context.Context) error {
 	r.res.Sustained = float64(completed) / d.Seconds()
 	r.note("sustained: %s with %d producers (Store.Enqueue) and the relay; %d enqueued (%.0f/s), %d completed within the window",
 		d, producers, next.Load(), float64(next.Load())/d.Seconds(), completed)
-	return nil
-}
-
-// latency: one event per EnqueueTx commit at a steady rate, timed from the
-// commit's return to the Done of its outcome.
-func (r *runner) latency(ctx context.Context) error {
-	store, dir, err := r.openStore("latency")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	defer store.Close()
-	name, prefix := r.stream("latency")
-	pub, err := r.publisher(ctx, "latency", name, prefix)
-	if err != nil {
-		return err
-	}
-	defer r.deleteStream(name)
-	defer pub.Close()
-
-	var mu sync.Mutex
-	committed, done := map[string]time.Time{}, map[string]time.Time{}
-	var t tally
-	rl, err := relay.New(store, pub, relay.Config{MaxInFlight: maxInFlight, Observer: func(o relay.Outcome) {
-		t.observe(o)
-		if o.Kind == relay.Published {
-			mu.Lock()
-			done[o.Event.ID] = o.Done
-			mu.Unlock()
-		}
-	}})
-	if err != nil {
-		return err
-	}
-	stop := runRelay(ctx, rl)
-	defer stop() //nolint:errcheck // the error path; stopped below otherwise
-	mk, d := r.events("latency"), r.o.Duration
-	n := int(d.Seconds() * latencyRate)
-	interval := time.Second / latencyRate
-	var sent atomic.Int64
-	unfollow := r.prog.follow(func() float64 { return float64(sent.Load()) / float64(n) })
-	defer r.profile("latency")()
-	start := time.Now()
-	for i := range n {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if time.Since(start) > d { // a slow machine (or -race) falls behind: keep to the duration
-			n = i
-			break
-		}
-		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
-		e := mk(i)
-		if err := store.DB().Update(func(tx *bolt.Tx) error {
-			_, err := store.EnqueueTx(tx, e)
-			return err
-		}); err != nil {
-			return err
-		}
-		at := time.Now()
-		mu.Lock()
-		committed[e.ID] = at
-		mu.Unlock()
-		sent.Store(int64(i + 1))
-	}
-	produced := time.Since(start)
-	unfollow()
-	if err := r.await(ctx, n, &t); err != nil {
-		return err
-	}
-	if err := stop(); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	lat := make([]time.Duration, 0, n)
-	for id, c := range committed {
-		lat = append(lat, done[id].Sub(c))
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
-	}
-	r.res.Latency = Latency{P50: pct(0.50), P99: pct(0.99), P999: pct(0.999)}
-	r.note("latency: %d events, one per EnqueueTx commit, paced at %d/s (achieved %.0f/s), commit return to outcome Done; max %.3f ms",
-		n, latencyRate, float64(n)/produced.Seconds(), float64(lat[len(lat)-1])/float64(time.Millisecond))
 	return nil
 }
 

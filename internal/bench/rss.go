@@ -19,6 +19,7 @@ import (
 // Without /proc it falls back on the Go runtime's own memory (MemStats.Sys).
 type rssMeter struct {
 	peakMB float64
+	anonMB float64 // the peak of anonymous memory (RssAnon)
 	detail string
 
 	hwm     bool
@@ -60,6 +61,7 @@ func (m *rssMeter) stop() {
 	switch {
 	case m.maxKB["VmRSS"] == 0: // no /proc
 		m.peakMB = mb(m.maxKB["GoSys"])
+		m.anonMB = m.peakMB
 		m.detail = fmt.Sprintf("%.1f MB: /proc not available, Go runtime memory (MemStats.Sys) sampled every 50ms", m.peakMB)
 		return
 	case m.hwm:
@@ -69,6 +71,7 @@ func (m *rssMeter) stop() {
 		m.peakMB = mb(m.maxKB["VmRSS"])
 		m.detail = fmt.Sprintf("%.1f MB: largest VmRSS sampled every 50ms (/proc/self/clear_refs not writable)", m.peakMB)
 	}
+	m.anonMB = mb(m.maxKB["RssAnon"])
 	m.detail += fmt.Sprintf("; sampled peaks: anonymous (Go heap, stacks) %.1f MB, file-backed (the mapped bbolt file, the binary) %.1f MB",
 		mb(m.maxKB["RssAnon"]), mb(m.maxKB["RssFile"]))
 }
