@@ -89,7 +89,7 @@ func collect(p *plan, max int, backwards bool) []uint64 {
 		k, v = c.Seek(p.prefix)
 	}
 	for ; k != nil && hasPrefix(k, p.prefix) && len(seqs) < max; k, v = step(c, backwards) {
-		if p.validKey(k) {
+		if p.validKey(k) && (p.value == nil || p.value(v)) {
 			seqs = append(seqs, p.seqOf(k, v))
 		}
 	}

@@ -158,9 +158,6 @@ func (w *writer) enqueue(e *outbox.Event, now time.Time) error {
 	if err := w.ids.Put(u[:], u64(seq)); err != nil {
 		return err
 	}
-	if err := w.addStatic(e); err != nil {
-		return err
-	}
 	if err := w.addState(e); err != nil {
 		return err
 	}

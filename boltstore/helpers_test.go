@@ -129,12 +129,15 @@ type rawCounts struct {
 	status                        [4]int64
 	stale, bytes, newestCompleted int64
 	prio                          [10]int64 // meta/stats only
+	firstPending                  uint64    // user counters only: the seq of the user's first pending event
 }
 
 func decodeRawCounts(v []byte, withPrio bool) (rawCounts, error) {
 	want := 8 * 7
 	if withPrio {
 		want += 8 * 10
+	} else {
+		want += 8
 	}
 	var c rawCounts
 	if len(v) != want {
@@ -153,6 +156,8 @@ func decodeRawCounts(v []byte, withPrio bool) (rawCounts, error) {
 		for i := range c.prio {
 			c.prio[i] = next()
 		}
+	} else {
+		c.firstPending = uint64(next())
 	}
 	return c, nil
 }
@@ -169,8 +174,7 @@ type rawState struct {
 	byEntity     map[string]uint64    // by_entity: entity|entity_seq → seq
 	entities     map[string][3]uint64 // entities: entity → last entity_seq, unfinished, idle since
 	byStatus     map[string]string    // by_status: key → value
-	byUserStatus map[string]bool      // by_user_status: user|key
-	byUser       map[string]bool      // by_user: user|seq
+	byUser       map[string]string    // user list: user|seq → status|rank
 	userCounts   map[string]rawCounts // user_counts
 	counts       rawCounts            // meta/stats
 	staleMark    []byte               // meta/stale_mark (nil when absent)
@@ -207,7 +211,7 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 		events: map[uint64]int{}, ids: map[string]uint64{}, ready: map[uint64]int{},
 		delayed: map[uint64]time.Time{}, byEntity: map[string]uint64{}, entities: map[string][3]uint64{},
 		tombs: map[string]int64{}, tombIndex: map[string]int64{}, idle: map[string]int64{},
-		byStatus: map[string]string{}, byUserStatus: map[string]bool{}, byUser: map[string]bool{},
+		byStatus: map[string]string{}, byUser: map[string]string{},
 		userCounts: map[string]rawCounts{},
 	}
 	err := db.View(func(tx *bolt.Tx) error {
@@ -339,10 +343,8 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 			switch {
 			case !ok || user == "" || len(rest) == 0:
 				return fmt.Errorf("entry %x → %x", k, v)
-			case rest[0] == 0x01 && len(rest) == 19 && len(v) == 0: // not completed, by state
-				r.byUserStatus[fmt.Sprintf("%q|%x", user, rest[1:])] = true
-			case rest[0] == 0x02 && len(rest) == 9 && len(v) == 0: // every event
-				r.byUser[idxKey(user, binary.BigEndian.Uint64(rest[1:]))] = true
+			case rest[0] == 0x02 && len(rest) == 9 && len(v) == 2: // every event: status|rank
+				r.byUser[idxKey(user, binary.BigEndian.Uint64(rest[1:]))] = string(v)
 			case rest[0] == 0xff && len(rest) == 1: // the counters
 				c, err := decodeRawCounts(v, false)
 				if err != nil {
@@ -469,6 +471,9 @@ func checkInvariants(s *boltstore.Store) error {
 				if t.oldest.IsZero() || e.AcceptedAt.Before(t.oldest) {
 					t.oldest = e.AcceptedAt
 				}
+				if t.firstPending == 0 || seq < t.firstPending {
+					t.firstPending = seq
+				}
 			case outbox.StatusCompleted:
 				if e.CompletedAt.After(t.newest) {
 					t.newest = e.CompletedAt
@@ -487,11 +492,14 @@ func checkInvariants(s *boltstore.Store) error {
 		if v, ok := raw.byStatus[sk]; !ok || v != wantValue {
 			fail("by_status: seq %d (%s p%d) has no entry %x → %q (present %v, value %q)", seq, e.Status, e.Priority, sk, wantValue, ok, v)
 		}
-		if e.UserID != "" && e.Status != outbox.StatusCompleted && !raw.byUserStatus[fmt.Sprintf("%q|%x", e.UserID, sk)] {
-			fail("by_user_status: no entry for seq %d user %q (%s p%d)", seq, e.UserID, e.Status, e.Priority)
-		}
-		if e.UserID != "" && !raw.byUser[idxKey(e.UserID, seq)] {
-			fail("by_user: no entry for seq %d user %q", seq, e.UserID)
+		if e.UserID != "" {
+			want := string([]byte{statusCode[e.Status], byte(outbox.MaxPriority - e.Priority)})
+			if e.Status == outbox.StatusCompleted {
+				want = string([]byte{statusCode[e.Status], 0})
+			}
+			if v, ok := raw.byUser[idxKey(e.UserID, seq)]; !ok || v != want {
+				fail("user list: seq %d user %q (%s p%d) → %x (present %v), want %x", seq, e.UserID, e.Status, e.Priority, v, ok, want)
+			}
 		}
 		if e.EntityID != "" {
 			byEntity[e.EntityID] = append(byEntity[e.EntityID], e)
@@ -503,16 +511,15 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 	}
 	// No index entry without its event.
-	withUser, withUserNotCompleted := 0, 0
+	withUser := 0
 	for user, u := range users {
 		if user != "" {
 			withUser += int(u.total())
-			withUserNotCompleted += int(u.total() - u.status[statusCode[outbox.StatusCompleted]])
 		}
 	}
 	for name, n := range map[string][2]int{
 		"by_status": {len(raw.byStatus), len(events)},
-		"by_user":   {len(raw.byUser), withUser}, "by_user_status": {len(raw.byUserStatus), withUserNotCompleted},
+		"user list": {len(raw.byUser), withUser},
 	} {
 		if n[0] != n[1] {
 			fail("%s has %d entries, want %d", name, n[0], n[1])
@@ -551,6 +558,9 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 		if !u.newest.IsZero() && c.newestCompleted < u.newest.UnixNano() {
 			fail("user_counts %q: newest completed %v, before a stored completion at %v", user, time.Unix(0, c.newestCompleted).UTC(), u.newest)
+		}
+		if c.firstPending != u.firstPending {
+			fail("user_counts %q: first pending seq %d, records say %d", user, c.firstPending, u.firstPending)
 		}
 	}
 	for user := range raw.userCounts {
@@ -600,6 +610,13 @@ func checkInvariants(s *boltstore.Store) error {
 		want.HasIssues = want.Failed > 0 || want.Stale > 0
 		if !t.oldest.IsZero() {
 			want.OldestPendingAt = &t.oldest
+		}
+		if !perPrio && t.firstPending != 0 {
+			// A user's oldest pending event is its first in acceptance
+			// (seq) order: its accepted_at is the oldest unless the clock
+			// went back meanwhile.
+			first := events[t.firstPending].AcceptedAt
+			want.OldestPendingAt = &first
 		}
 		want.NewestCompletedAt = st.NewestCompletedAt // checked above against the raw counter
 		if !statsEqual(st, want) {

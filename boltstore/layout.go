@@ -18,19 +18,20 @@ import (
 //	               (stateKey: time is accepted_at, completed_at when completed)
 //	entity         len(2)|entity_id|0x00 → entity state (entity.go)
 //	               len(2)|entity_id|0x01|entity_seq(8) → seq: the chain
-//	user           len(2)|user_id|0x01|stateKey → ∅: the user's events not completed
-//	               len(2)|user_id|0x02|seq(8) → ∅: all the user's events
+//	user           len(2)|user_id|0x02|seq(8) → status(1)|rank(1): the user's events
 //	               len(2)|user_id|0xff → the user's counters (stats.go)
 //	tombstones     removed_at(8)|uuid(16) → ∅
 //	idle_entities  idle_since(8)|len(2)|entity_id → ∅
 //	meta           counters, watermarks, marks, version
 //
 // What belongs to one entity (its state and chain) and to one user (its
-// counters and index entries) shares one key prefix in one bucket: an event
-// dirties one page of each, and a user's counters sit next to the end of its
-// range, where its new events go. Keys grow in sequence order wherever
-// order allows (events, ids of UUIDv7 events, ready and by_status within a
-// priority, delayed within a time).
+// counters and its list of events) shares one key prefix in one bucket: an
+// event dirties one page of each. A user's events are listed by seq, with
+// their status in the value (one key per event, which its changes rewrite in
+// place), and its counters sit right after the list, where its new events
+// go: an enqueue dirties one page of its user. Keys grow in sequence order
+// wherever order allows (events, ids of UUIDv7 events, ready and by_status
+// within a priority, delayed within a time).
 var (
 	bEvents       = []byte("events")
 	bIDs          = []byte("ids")
@@ -62,7 +63,6 @@ const layoutVersion = 3
 const (
 	keyEntityState = 0x00
 	keyEntityChain = 0x01
-	keyUserState   = 0x01
 	keyUserSeq     = 0x02
 	keyUserCounts  = 0xff
 )
@@ -126,13 +126,10 @@ func userSeqKey(user string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(lenPrefixed(user, 9), keyUserSeq), seq)
 }
 
-// userStatePrefix is the prefix of a user's state keys (a stateKey follows).
-func userStatePrefix(user string) []byte {
-	return append(lenPrefixed(user, 1+stateKeyLen), keyUserState)
-}
+// userSeqPrefix is the prefix of a user's list of events.
+func userSeqPrefix(user string) []byte { return append(lenPrefixed(user, 9), keyUserSeq) }
 
-// stateKey is e's entry in by_status, and (after a userStatePrefix) in the
-// user bucket: status(1)|rank(1)|time(8)|seq(8). A completed event has rank
+// stateKey is e's entry in by_status: status(1)|rank(1)|time(8)|seq(8). A completed event has rank
 // 0 and its completed_at as time, so completed events are in completion
 // order (retention reads them oldest first); the others have 9-priority as
 // rank and their accepted_at as time (the store's clock, never the client's
@@ -150,10 +147,6 @@ func appendStateKey(k []byte, e *outbox.Event) []byte {
 	}
 	k = append(k, statusCode(e.Status), rprio(e.Priority))
 	return appendTimeKey(k, e.AcceptedAt, e.Seq)
-}
-
-func userStateKey(e *outbox.Event) []byte {
-	return appendStateKey(userStatePrefix(e.UserID), e)
 }
 
 // stateKeyLen is the length of a by_status key.

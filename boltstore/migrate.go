@@ -247,9 +247,6 @@ func (w *writer) rebuild() error {
 		if err != nil {
 			return err
 		}
-		if err := w.addStatic(e); err != nil {
-			return err
-		}
 		if err := w.addState(e); err != nil {
 			return err
 		}

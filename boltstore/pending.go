@@ -123,3 +123,26 @@ func pendingScan(b *bolt.Bucket, base, lo, hi []byte, limit int, prio *[outbox.M
 	}
 	return oldest, n
 }
+
+// userPendingScan counts the pending entries of by_status whose time key is
+// in [lo, hi) and whose value (the event's user) is user, examining at most
+// limit entries in all.
+func userPendingScan(b *bolt.Bucket, lo, hi []byte, limit int, user string) (n int) {
+	c := b.Cursor()
+	pfx := []byte{statusCode(outbox.StatusPending), 0}
+	examined := 0
+	for r := range outbox.MaxPriority + 1 {
+		pfx[1] = byte(r)
+		start := append(append(make([]byte, 0, 18), pfx...), lo...)
+		for k, v := c.Seek(start); k != nil && len(k) == stateKeyLen && hasPrefix(k, pfx) && bytes.Compare(k[2:], hi) < 0; k, v = c.Next() {
+			if examined == limit {
+				return n
+			}
+			examined++
+			if string(v) == user {
+				n++
+			}
+		}
+	}
+	return n
+}

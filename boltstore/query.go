@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/fitiqcore/outbox"
 	bolt "go.etcd.io/bbolt"
@@ -55,6 +56,9 @@ type plan struct {
 	keyLen int    // and has this length
 	seqOf  func(k, v []byte) uint64
 	match  func(e *outbox.Event) bool // the filters the index does not serve
+	// value, when set, is checked on each entry's value first: an entry it
+	// refuses is passed over without reading its record.
+	value func(v []byte) bool
 }
 
 func seqFromKeyEnd(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
@@ -68,9 +72,9 @@ func seqFromValue(_, v []byte) uint64 {
 }
 
 // planFor chooses the index for q, the most selective one first: entity
-// (its chain, entity_seq order); user and a status other than completed (the
-// user's state entries); user (the user's list, seq order); status
-// (by_status); none (events, seq order). No index serves a type alone: a
+// (its chain, entity_seq order); user (the user's list, seq order; a status
+// is checked on the list's values); status (by_status); none (events, seq
+// order). No index serves a type alone: a
 // listing by type walks the events, seq order, with the scan bound of List. by_status and
 // by_user_status list a status highest priority first, oldest first within
 // a priority, and completed events by completion time (see stateKey). The
@@ -85,7 +89,7 @@ func planFor(r *writer, q *Query) plan {
 	case q.EntityID != "":
 		p = entityPlan(r, q.EntityID)
 		matchEntity = true
-	case q.UserID != "" && q.Status != "" && q.Status != outbox.StatusCompleted:
+	case q.UserID != "" && q.Status != "":
 		p = userStatusPlan(r, q.UserID, q.Status)
 		matchUser, matchStatus = true, true
 	case q.UserID != "":
@@ -111,16 +115,19 @@ func entityPlan(r *writer, entity string) plan {
 	return p
 }
 
-// userStatusPlan walks a user's events in status st (not completed).
+// userStatusPlan walks a user's events in status st, in seq order: its
+// list, passing over the other statuses by the entries' values.
 func userStatusPlan(r *writer, user string, st outbox.Status) plan {
-	p := plan{tag: tagUserStatus, bucket: r.users, prefix: append(userStatePrefix(user), statusCode(st)), seqOf: seqFromKeyEnd}
-	p.keyLen = len(p.prefix) + stateKeyLen - 1
+	p := userPlan(r, user)
+	p.tag = tagUserStatus
+	code := statusCode(st)
+	p.value = func(v []byte) bool { return len(v) == 2 && v[0] == code }
 	return p
 }
 
 // userPlan walks all a user's events, in seq order.
 func userPlan(r *writer, user string) plan {
-	p := plan{tag: tagUser, bucket: r.users, prefix: append(lenPrefixed(user, 9), keyUserSeq), seqOf: seqFromKeyEnd}
+	p := plan{tag: tagUser, bucket: r.users, prefix: userSeqPrefix(user), seqOf: seqFromKeyEnd}
 	p.keyLen = len(p.prefix) + 8
 	return p
 }
@@ -212,6 +219,10 @@ func (r *writer) walk(p *plan, after []byte, limit, scan int) (events []*outbox.
 			return events, p.cursor(last), nil
 		}
 		examined++
+		if p.value != nil && !p.value(v) {
+			last = k
+			continue
+		}
 		e, err := r.get(p.seqOf(k, v))
 		if err != nil {
 			return nil, "", err
@@ -257,13 +268,65 @@ func (s *Store) FetchByStatus(ctx context.Context, st outbox.Status, userID stri
 	var events []*outbox.Event
 	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
-		p := planFor(r, &Query{Status: st, UserID: userID})
+		if userID != "" {
+			var err error
+			events, err = r.userByStatus(userID, st, limit)
+			return err
+		}
+		p := planFor(r, &Query{Status: st})
 		var err error
 		events, _, err = r.walk(&p, nil, limit, 0)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: fetch %s: %w", st, err)
+	}
+	return events, nil
+}
+
+// userByStatus returns up to limit events of a user in status st, highest
+// priority first, oldest (lowest seq) first within a priority; completed
+// ones by seq. It reads the values of the user's list, from its first
+// pending event for pending ones: O(the user's events) index entries, and
+// the records it returns.
+func (r *writer) userByStatus(user string, st outbox.Status, limit int) ([]*outbox.Event, error) {
+	type hit struct {
+		rank byte
+		seq  uint64
+	}
+	var hits []hit
+	pfx, code := userSeqPrefix(user), statusCode(st)
+	c := r.users.Cursor()
+	k, v := c.Seek(pfx)
+	if st == outbox.StatusPending {
+		u, err := loadUserCounts(r.users.Get(userCountsKey(user)))
+		if err != nil {
+			return nil, r.corrupt("counters of user %q: %v", user, err)
+		}
+		if u.firstPending == 0 {
+			return nil, nil
+		}
+		k, v = c.Seek(userSeqKey(user, u.firstPending))
+	}
+	for ; k != nil && len(k) == len(pfx)+8 && hasPrefix(k, pfx); k, v = c.Next() {
+		if len(v) == 2 && v[0] == code {
+			hits = append(hits, hit{v[1], binary.BigEndian.Uint64(k[len(pfx):])})
+			if st == outbox.StatusCompleted && len(hits) == limit {
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(hits, func(a, b hit) int { return int(a.rank) - int(b.rank) })
+	events := make([]*outbox.Event, 0, min(limit, len(hits)))
+	for _, h := range hits[:min(limit, len(hits))] {
+		e, err := r.get(h.seq)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, r.corrupt("user %q lists seq %d, which has no record", user, h.seq)
+		}
+		events = append(events, e)
 	}
 	return events, nil
 }
@@ -307,11 +370,12 @@ func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*o
 	var events []*outbox.Event
 	err := s.view(func(tx *bolt.Tx) error {
 		r := s.reader(tx)
-		b, base := r.byStatus, []byte(nil)
 		if userID != "" {
-			b, base = r.users, userStatePrefix(userID)
+			var err error
+			events, err = r.userStale(userID, cutoff, limit)
+			return err
 		}
-		m := newPendingCursor(b, base, nil, false)
+		m := newPendingCursor(r.byStatus, nil, nil, false)
 		for tk, _ := m.next(); tk != nil && bytes.Compare(tk, cutoff) < 0 && len(events) < limit; tk, _ = m.next() {
 			e, err := r.get(binary.BigEndian.Uint64(tk[8:]))
 			if err != nil {
@@ -325,6 +389,40 @@ func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*o
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: stale events: %w", err)
+	}
+	return events, nil
+}
+
+// userStale returns up to limit pending events of a user accepted before
+// the time key cutoff, oldest first: it walks the user's list from its
+// first pending event, reading the pending ones, until one is not stale (the
+// list is in seq order, which is the order of acceptance).
+func (r *writer) userStale(user string, cutoff []byte, limit int) ([]*outbox.Event, error) {
+	u, err := loadUserCounts(r.users.Get(userCountsKey(user)))
+	if err != nil {
+		return nil, r.corrupt("counters of user %q: %v", user, err)
+	}
+	if u.firstPending == 0 {
+		return nil, nil
+	}
+	var events []*outbox.Event
+	pfx, pending := userSeqPrefix(user), statusCode(outbox.StatusPending)
+	c := r.users.Cursor()
+	for k, v := c.Seek(userSeqKey(user, u.firstPending)); k != nil && len(k) == len(pfx)+8 && hasPrefix(k, pfx) && len(events) < limit; k, v = c.Next() {
+		if len(v) != 2 || v[0] != pending {
+			continue
+		}
+		e, err := r.get(binary.BigEndian.Uint64(k[len(pfx):]))
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, r.corrupt("user %q lists seq %d, which has no record", user, binary.BigEndian.Uint64(k[len(pfx):]))
+		}
+		if bytes.Compare(timeKey(e.AcceptedAt, e.Seq), cutoff) >= 0 {
+			break
+		}
+		events = append(events, e)
 	}
 	return events, nil
 }

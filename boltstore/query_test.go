@@ -78,8 +78,7 @@ func listOrder(q boltstore.Query) func(a, b *outbox.Event) int {
 	switch {
 	case q.EntityID != "":
 		return func(a, b *outbox.Event) int { return cmp.Compare(a.EntitySeq, b.EntitySeq) }
-	case q.UserID != "" && q.Status != "" && q.Status != outbox.StatusCompleted,
-		q.UserID == "" && q.Status != "":
+	case q.UserID == "" && q.Status != "":
 		return func(a, b *outbox.Event) int { return strings.Compare(stateKey(a), stateKey(b)) }
 	default:
 		return func(a, b *outbox.Event) int { return cmp.Compare(a.Seq, b.Seq) }

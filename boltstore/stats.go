@@ -28,7 +28,9 @@ type Stats struct {
 	// seconds), and a lower bound otherwise.
 	Stale int64 `json:"stale"`
 	// OldestPendingAt is the accepted_at of the oldest pending event; nil
-	// when none is pending.
+	// when none is pending. For one user (UserStats) it is that of the
+	// user's first pending event in acceptance order, which is the oldest
+	// unless this host's clock went back meanwhile.
 	OldestPendingAt *time.Time `json:"oldest_pending_at"`
 	// NewestCompletedAt is the time of the latest completion recorded,
 	// also when the event was removed since (RemoveOnAck, retention). For a
@@ -89,7 +91,21 @@ func (s *Store) UserStats(ctx context.Context, userID string) (Stats, error) {
 			return fmt.Errorf("%w: counters of user %q: %v", ErrCorrupt, userID, err)
 		}
 		st = u.stats()
-		s.readPending(&st, tx.Bucket(bMeta), tx.Bucket(bUser), userStatePrefix(userID), nil)
+		// The events that became stale since the sweep: the global pending
+		// index holds each pending event's user.
+		lo, hi, sign := s.staleWindow(tx.Bucket(bMeta))
+		if lo != nil {
+			st.Stale += sign * int64(userPendingScan(tx.Bucket(bByStatus), lo, hi, staleReadLimit, userID))
+		}
+		if u.firstPending != 0 {
+			r := record(tx.Bucket(bEvents).Get(u64(u.firstPending)))
+			if err := r.check(); err != nil {
+				return fmt.Errorf("%w: first pending event %d of user %q: %v", ErrCorrupt, u.firstPending, userID, err)
+			}
+			t := r.time(offAccepted)
+			st.OldestPendingAt = &t
+		}
+		st.finish()
 		return nil
 	})
 	if err != nil {
@@ -103,14 +119,7 @@ func (s *Store) UserStats(ctx context.Context, userID string) (Stats, error) {
 // watermark (or stopped being stale, when the cutoff moved back), at most
 // staleReadLimit of them.
 func (s *Store) readPending(st *Stats, meta, b *bolt.Bucket, base []byte, prio *[outbox.MaxPriority + 1]int64) {
-	mark, cutoff := loadStaleWatermark(meta), s.staleCutoff()
-	lo, hi, sign := mark, cutoff, int64(1)
-	switch c := bytes.Compare(mark, cutoff); {
-	case c == 0:
-		lo = nil
-	case c > 0:
-		lo, hi, sign = cutoff, mark, -1
-	}
+	lo, hi, sign := s.staleWindow(meta)
 	oldest, n := pendingScan(b, base, lo, hi, staleReadLimit, prio)
 	st.Stale += sign * int64(n)
 	if oldest != nil {
@@ -118,6 +127,21 @@ func (s *Store) readPending(st *Stats, meta, b *bolt.Bucket, base []byte, prio *
 		st.OldestPendingAt = &t
 	}
 	st.finish()
+}
+
+// staleWindow is the range of time keys between the stale watermark and the
+// cutoff now, and +1 when the events in it became stale since the sweep, -1
+// when they stopped being stale (the clock went back); lo is nil when the
+// two meet.
+func (s *Store) staleWindow(meta *bolt.Bucket) (lo, hi []byte, sign int64) {
+	mark, cutoff := loadStaleWatermark(meta), s.staleCutoff()
+	switch c := bytes.Compare(mark, cutoff); {
+	case c == 0:
+		return nil, nil, 1
+	case c > 0:
+		return cutoff, mark, -1
+	}
+	return mark, cutoff, 1
 }
 
 func (st *Stats) finish() {
@@ -282,14 +306,20 @@ func (c *counts) stats() Stats {
 }
 
 // userCounts are one user's counters, kept in the user bucket under
-// len(2)|user_id|0xff. A user with no events has no entry.
+// len(2)|user_id|0xff, at the end of the user's range, where its new events
+// go. A user with no events has no entry. firstPending is the seq of the
+// user's first pending event (0: none): its oldest pending event, and where
+// walks over its pending events start. It moves forward when that event
+// leaves pending (advanceFirstPending), so that it costs O(1) amortized.
 type userCounts struct {
 	status          [len(statusCodes)]int64
 	stale, bytes    int64
 	newestCompleted int64
+	firstPending    uint64
+	advance         bool // not stored: firstPending left pending in this transaction
 }
 
-const userCountsLen = 8 * (len(statusCodes) + 3)
+const userCountsLen = 8 * (len(statusCodes) + 4)
 
 // loadUserCounts decodes a user's counters; nil (no entry) is a user with no
 // events.
@@ -308,6 +338,7 @@ func loadUserCounts(v []byte) (*userCounts, error) {
 	u.stale = int64(binary.BigEndian.Uint64(v))
 	u.bytes = int64(binary.BigEndian.Uint64(v[8:]))
 	u.newestCompleted = int64(binary.BigEndian.Uint64(v[16:]))
+	u.firstPending = binary.BigEndian.Uint64(v[24:])
 	return u, nil
 }
 
@@ -319,7 +350,7 @@ func (u *userCounts) encode() []byte {
 	for _, v := range [...]int64{u.stale, u.bytes, u.newestCompleted} {
 		b = binary.BigEndian.AppendUint64(b, uint64(v))
 	}
-	return b
+	return binary.BigEndian.AppendUint64(b, u.firstPending)
 }
 
 // empty: the user has no events left.

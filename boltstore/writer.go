@@ -85,6 +85,9 @@ func (w *writer) finish() error {
 		w.tx.OnCommit(w.s.signal)
 	}
 	for user, u := range w.userC {
+		if u.advance {
+			w.advanceFirstPending(user, u)
+		}
 		key := userCountsKey(user)
 		if u.empty() {
 			// No events left: drop the entry, so that users who come and
@@ -176,21 +179,13 @@ func loadStaleWatermark(meta *bolt.Bucket) []byte {
 	return make([]byte, 16) // before every event
 }
 
-// addStatic files e in the index of what never changes: the user's list of
-// all its events, for an event with a user.
-func (w *writer) addStatic(e *outbox.Event) error {
-	if e.UserID != "" {
-		return w.users.Put(userSeqKey(e.UserID, e.Seq), present)
+// userValue is e's value in its user's list: status and rank, so that a
+// walk over a user's events by status reads no record.
+func userValue(e *outbox.Event) []byte {
+	if e.Status == outbox.StatusCompleted {
+		return []byte{statusCode(e.Status), 0}
 	}
-	return nil
-}
-
-// userStatusIndexed reports whether e has a user state entry: events of a
-// user that are not completed. Completed events, the bulk of a store, are
-// listed per user through the user's list of all its events: so a
-// completion moves one key less.
-func userStatusIndexed(e *outbox.Event) bool {
-	return e.UserID != "" && e.Status != outbox.StatusCompleted
+	return []byte{statusCode(e.Status), rprio(e.Priority)}
 }
 
 // addState files e (as it is now) in the indexes that depend on its status,
@@ -208,16 +203,19 @@ func (w *writer) addState(e *outbox.Event) error {
 	if err := w.byStatus.Put(k, v); err != nil {
 		return err
 	}
-	if userStatusIndexed(e) {
-		if err := w.users.Put(userStateKey(e), present); err != nil {
+	u := w.user(e.UserID)
+	if e.UserID != "" {
+		if err := w.users.Put(userSeqKey(e.UserID, e.Seq), userValue(e)); err != nil {
 			return err
 		}
 	}
-	u := w.user(e.UserID)
 	w.c.status[code]++
 	u.status[code]++
 	switch e.Status {
 	case outbox.StatusPending:
+		if u.firstPending == 0 || e.Seq < u.firstPending {
+			u.firstPending = e.Seq
+		}
 		w.c.prio[e.Priority]++
 		if bytes.Compare(k[2:], w.staleWatermark()) < 0 {
 			w.c.stale++
@@ -236,12 +234,10 @@ func (w *writer) dropState(e *outbox.Event) error {
 	if err := w.byStatus.Delete(k); err != nil {
 		return err
 	}
-	if userStatusIndexed(e) {
-		if err := w.users.Delete(userStateKey(e)); err != nil {
-			return err
-		}
-	}
 	u := w.user(e.UserID)
+	if e.Status == outbox.StatusPending && e.Seq == u.firstPending {
+		u.advance = true // the user's list entry changes or goes: finish moves the pointer
+	}
 	w.c.status[code]--
 	u.status[code]--
 	if e.Status == outbox.StatusPending {
@@ -365,4 +361,19 @@ func (w *writer) complete(e *outbox.Event, now time.Time) error {
 		return w.finishEntity(e)
 	}
 	return nil
+}
+
+// advanceFirstPending moves the user's first-pending pointer to its first
+// pending event at or after it (its list is in seq order), or to 0.
+func (w *writer) advanceFirstPending(user string, u *userCounts) {
+	u.advance = false
+	pfx := userSeqPrefix(user)
+	c := w.users.Cursor()
+	for k, v := c.Seek(userSeqKey(user, u.firstPending)); k != nil && len(k) == len(pfx)+8 && hasPrefix(k, pfx); k, v = c.Next() {
+		if len(v) == 2 && v[0] == statusCode(outbox.StatusPending) {
+			u.firstPending = binary.BigEndian.Uint64(k[len(pfx):])
+			return
+		}
+	}
+	u.firstPending = 0
 }
