@@ -164,20 +164,20 @@ func decodeRawCounts(v []byte, withPrio bool) (rawCounts, error) {
 
 // rawState is what the store's buckets hold, read in one transaction.
 type rawState struct {
-	events       map[uint64]int       // events: seq → record size
-	ids          map[string]uint64    // ids: uuid → seq
-	tombs        map[string]int64     // ids: uuid → removed_at of a tombstone
-	tombIndex    map[string]int64     // tombstones: uuid → removed_at
-	idle         map[string]int64     // idle_entities: entity → idle since
-	ready        map[uint64]int       // ready/<prio>: seq → prio
-	delayed      map[uint64]time.Time // delayed: seq → next attempt
-	byEntity     map[string]uint64    // by_entity: entity|entity_seq → seq
-	entities     map[string][3]uint64 // entities: entity → last entity_seq, unfinished, idle since
-	byStatus     map[string]string    // by_status: key → value
-	byUser       map[string]string    // user list: user|seq → status|rank
-	userCounts   map[string]rawCounts // user_counts
-	counts       rawCounts            // meta/stats
-	staleMark    []byte               // meta/stale_mark (nil when absent)
+	events     map[uint64]int       // events: seq → record size
+	ids        map[string]uint64    // ids: uuid → seq
+	tombs      map[string]int64     // ids: uuid → removed_at of a tombstone
+	tombIndex  map[string]int64     // tombstones: uuid → removed_at
+	idle       map[string]int64     // idle_entities: entity → idle since
+	ready      map[uint64]int       // ready/<prio>: seq → prio
+	delayed    map[uint64]time.Time // delayed: seq → next attempt
+	byEntity   map[string]uint64    // by_entity: entity|entity_seq → seq
+	entities   map[string][3]uint64 // entities: entity → last entity_seq, unfinished, idle since
+	byStatus   map[string]string    // by_status: key → value
+	byUser     map[string]string    // user list: user|seq → status|rank
+	userCounts map[string]rawCounts // user_counts
+	counts     rawCounts            // meta/stats
+	staleMark  []byte               // meta/stale_mark (nil when absent)
 }
 
 func idxKey(s string, n uint64) string { return fmt.Sprintf("%q|%d", s, n) }
