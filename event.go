@@ -54,69 +54,6 @@ const (
 // MaxAttemptsLimit is the most max_attempts an event may ask for.
 const MaxAttemptsLimit = 1000
 
-// RetryPolicy is an exponential backoff: the n-th retry waits
-// InitialInterval * Multiplier^(n-1), at most MaxInterval. Jitter is not part
-// of the policy but of whoever applies it: the relay randomizes each wait by
-// ±retry.jitter (default 20%); the handlers package adds 0–10% on top. An
-// event may carry its own policy; the relay's configured one applies otherwise.
-type RetryPolicy struct {
-	InitialInterval time.Duration `json:"initial_interval"`
-	MaxInterval     time.Duration `json:"max_interval"`
-	Multiplier      float64       `json:"multiplier"`
-}
-
-type retryPolicyJSON struct {
-	InitialInterval string  `json:"initial_interval"`
-	MaxInterval     string  `json:"max_interval"`
-	Multiplier      float64 `json:"multiplier"`
-}
-
-// MarshalJSON writes the intervals as Go duration strings ("1s", "10m0s").
-func (p RetryPolicy) MarshalJSON() ([]byte, error) {
-	return json.Marshal(retryPolicyJSON{p.InitialInterval.String(), p.MaxInterval.String(), p.Multiplier})
-}
-
-// UnmarshalJSON reads the intervals as Go duration strings ("1s", "10m").
-func (p *RetryPolicy) UnmarshalJSON(b []byte) error {
-	var j retryPolicyJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	var err error
-	if p.InitialInterval, err = time.ParseDuration(j.InitialInterval); err != nil {
-		return invalid("retry.initial_interval", "not a duration: %q", j.InitialInterval)
-	}
-	if p.MaxInterval, err = time.ParseDuration(j.MaxInterval); err != nil {
-		return invalid("retry.max_interval", "not a duration: %q", j.MaxInterval)
-	}
-	p.Multiplier = j.Multiplier
-	return nil
-}
-
-// Validate checks that the policy makes sense and that every backoff it
-// gives can be computed with: intervals up to MaxRetryInterval, a multiplier
-// from 1 to MaxRetryMultiplier. It is the one owner of these rules: the
-// daemon's retry configuration and the handlers' policies call it too.
-func (p RetryPolicy) Validate() error {
-	switch {
-	case p.InitialInterval <= 0 || p.InitialInterval > MaxRetryInterval:
-		return invalid("retry.initial_interval", "must be positive and at most %s, got %s", fmtDuration(MaxRetryInterval), p.InitialInterval)
-	case p.MaxInterval < p.InitialInterval || p.MaxInterval > MaxRetryInterval:
-		return invalid("retry.max_interval", "must be from initial_interval (%s) to %s, got %s", p.InitialInterval, fmtDuration(MaxRetryInterval), p.MaxInterval)
-	case !(p.Multiplier >= 1 && p.Multiplier <= MaxRetryMultiplier): // NaN fails too
-		return invalid("retry.multiplier", "must be from 1 to %d, got %g", MaxRetryMultiplier, p.Multiplier)
-	}
-	return nil
-}
-
-// fmtDuration writes whole hours as "168h" rather than "168h0m0s".
-func fmtDuration(d time.Duration) string {
-	if d%time.Hour == 0 {
-		return fmt.Sprintf("%dh", d/time.Hour)
-	}
-	return d.String()
-}
-
 // Event is one change that must reach the backend. The fields up to Payload
 // are chosen by the application; the store assigns Seq, EntitySeq, Status and
 // CreatedAt, and the relay keeps the attempt fields.

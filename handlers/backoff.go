@@ -9,19 +9,9 @@ import (
 )
 
 // retryDelay is the wait after the n-th delivery failed (n >= 1):
-// InitialInterval × Multiplier^(n-1), plus up to 10% jitter so that events
-// failing together do not come back together, at most MaxInterval. It is
-// never below the exact exponential value unless MaxInterval caps it.
+// outbox.RetryPolicy.Delay with outbox.DefaultJitter, the relay's backoff.
 func retryDelay(p outbox.RetryPolicy, n uint64) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	d := float64(p.InitialInterval) * math.Pow(p.Multiplier, float64(n-1))
-	if math.IsNaN(d) || d >= float64(p.MaxInterval) {
-		return p.MaxInterval
-	}
-	d += d / 10 * rand.Float64()
-	return min(time.Duration(d), p.MaxInterval)
+	return p.Delay(int(min(n, math.MaxInt32)), outbox.DefaultJitter, rand.Float64())
 }
 
 // policy returns the event's backoff, from its headers, or def when the

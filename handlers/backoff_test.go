@@ -13,8 +13,8 @@ import (
 
 // TestRetryDelayStaysInBounds: whatever retry policy an event's headers carry
 // (a foreign publisher's, or one from before outbox bounded them), the delay
-// of a Nak is positive and at most outbox.MaxRetryInterval; a policy that
-// outbox.RetryPolicy.Validate refuses is replaced by the Router's.
+// of a Nak is positive and at most outbox.MaxRetryInterval plus the jitter; a
+// policy that outbox.RetryPolicy.Validate refuses is replaced by the Router's.
 func TestRetryDelayStaysInBounds(t *testing.T) {
 	def := outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 2}
 	week := outbox.MaxRetryInterval
@@ -40,13 +40,17 @@ func TestRetryDelayStaysInBounds(t *testing.T) {
 			if tc.own {
 				want = *tc.retry
 			}
+			// The relay's backoff (outbox.RetryPolicy.Delay): spread by
+			// ±outbox.DefaultJitter around the exponential value.
+			spread := func(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+			hi := spread(min(want.MaxInterval, outbox.MaxRetryInterval), 1+outbox.DefaultJitter)
 			for _, n := range []uint64{0, 1, 2, 10, 64, 1000, 1 << 40, math.MaxUint64} {
 				d := handlers.RetryDelay(e, def, n)
-				if d <= 0 || d > outbox.MaxRetryInterval || d > want.MaxInterval {
-					t.Errorf("delivery %d: delay %s, want in (0, %s]", n, d, min(want.MaxInterval, outbox.MaxRetryInterval))
+				if d <= 0 || d > hi {
+					t.Errorf("delivery %d: delay %s, want in (0, %s]", n, d, hi)
 				}
-				if n <= 1 && (d < want.InitialInterval || d > want.InitialInterval+want.InitialInterval/10) {
-					t.Errorf("delivery %d: delay %s, want the initial interval %s plus up to 10%%", n, d, want.InitialInterval)
+				if lo, hi := spread(want.InitialInterval, 1-outbox.DefaultJitter), spread(want.InitialInterval, 1+outbox.DefaultJitter); n <= 1 && (d < lo || d > hi) {
+					t.Errorf("delivery %d: delay %s, want the initial interval %s ±20%%", n, d, want.InitialInterval)
 				}
 			}
 		})

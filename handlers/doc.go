@@ -31,8 +31,9 @@
 //     one round trip per event, in parallel across workers.
 //   - A retryable error or a panic: NakWithDelay, the delay following the
 //     event's backoff carried in its ce-retry* headers (the Router's
-//     WithRetryPolicy otherwise): InitialInterval × Multiplier^(n-1), at most
-//     MaxInterval, plus up to 10% jitter, where n is the delivery count.
+//     WithRetryPolicy otherwise): outbox.RetryPolicy.Delay, the relay's own
+//     backoff, InitialInterval × Multiplier^(n-1), at most MaxInterval,
+//     spread by ±20%, where n is the delivery count.
 //     Headers outside outbox's bounds, which the relay never publishes (a
 //     policy that outbox.RetryPolicy.Validate refuses, a max_attempts above
 //     outbox.MaxAttemptsLimit), are ignored for the Router's own, so no delay

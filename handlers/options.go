@@ -40,8 +40,10 @@ const (
 )
 
 // DefaultRetryPolicy is the backoff of events that carry none in their
-// headers, unless WithRetryPolicy sets another: 1s, 2s, 4s, ... at most 10m.
-var DefaultRetryPolicy = outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: 10 * time.Minute, Multiplier: 2}
+// headers, unless WithRetryPolicy sets another: outbox.DefaultRetryPolicy, the
+// relay's own (1s, 5s, 25s, ... at most 10m), so that an event whose headers
+// carry no policy backs off on both sides alike.
+var DefaultRetryPolicy = outbox.DefaultRetryPolicy
 
 func defaultOptions() options {
 	return options{
@@ -152,9 +154,9 @@ func WithMaxAckPending(n int) Option {
 
 // WithRetryPolicy sets the backoff of events that carry no policy in their
 // headers, or one that outbox.RetryPolicy.Validate refuses (default
-// DefaultRetryPolicy). The n-th delivery that fails waits
-// InitialInterval × Multiplier^(n-1), at most MaxInterval. p must pass
-// outbox.RetryPolicy.Validate.
+// DefaultRetryPolicy). The n-th delivery that fails waits p.Delay(n) with
+// outbox.DefaultJitter: InitialInterval × Multiplier^(n-1), at most
+// MaxInterval, spread by ±20%. p must pass outbox.RetryPolicy.Validate.
 func WithRetryPolicy(p outbox.RetryPolicy) Option {
 	return func(o *options) error {
 		if err := p.Validate(); err != nil {

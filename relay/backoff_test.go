@@ -9,49 +9,6 @@ import (
 	"github.com/fitiqcore/outbox/relay"
 )
 
-// TestBackoff: the delay after the n-th failed attempt is InitialInterval ×
-// Multiplier^(n-1) capped at MaxInterval, spread by ±jitter; computed in
-// constant time however many attempts (an event that never fails for its
-// attempts, issue 9, can reach any count), never negative, never above
-// MaxInterval × (1+jitter).
-func TestBackoff(t *testing.T) {
-	week := outbox.MaxRetryInterval
-	def := relay.DefaultRetry
-	tests := []struct {
-		name    string
-		p       outbox.RetryPolicy
-		attempt int
-		base    time.Duration // before jitter
-	}{
-		{"first", def, 1, time.Second},
-		{"second", def, 2, 5 * time.Second},
-		{"fourth", def, 4, 125 * time.Second},
-		{"capped", def, 5, 10 * time.Minute},
-		{"attempt 0 counts as the first", def, 0, time.Second},
-		{"negative attempt", def, -3, time.Second},
-		{"multiplier 1", outbox.RetryPolicy{InitialInterval: time.Minute, MaxInterval: time.Hour, Multiplier: 1}, 1000, time.Minute},
-		{"largest policy, huge attempt", outbox.RetryPolicy{InitialInterval: week, MaxInterval: week, Multiplier: outbox.MaxRetryMultiplier}, math.MaxInt, week},
-		{"growth past float range", outbox.RetryPolicy{InitialInterval: time.Nanosecond, MaxInterval: week, Multiplier: outbox.MaxRetryMultiplier}, 1 << 40, week},
-		{"just under the cap", outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: 1025 * time.Second, Multiplier: 2}, 11, 1024 * time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for _, jitter := range []float64{0, 0.2, 0.99} {
-				lo, hi := float64(tt.base)*(1-jitter), float64(tt.base)*(1+jitter)
-				for _, u := range []float64{0, 0.5, math.Nextafter(1, 0)} {
-					d := relay.BackoffOf(tt.p, jitter, tt.attempt, u)
-					if d < 0 || float64(d) < lo-1 || float64(d) > hi+1 || float64(d) > float64(tt.p.MaxInterval)*(1+jitter)+1 {
-						t.Errorf("jitter %g, u %g: %s, want within [%s, %s]", jitter, u, d, time.Duration(lo), time.Duration(hi))
-					}
-				}
-			}
-			if d := relay.BackoffOf(tt.p, 0.2, tt.attempt, 0.5); d != tt.base {
-				t.Errorf("middle of the jitter band: %s, want %s", d, tt.base)
-			}
-		})
-	}
-}
-
 // TestBackoffDistribution: Relay.Backoff spreads delays uniformly over the
 // jitter band (as cenkalti/backoff did before it): mean at the base, both
 // ends reached.

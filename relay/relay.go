@@ -153,7 +153,7 @@ func (c *Config) setDefaults() {
 		c.Retry = DefaultRetry
 	}
 	if c.Jitter == 0 {
-		c.Jitter = 0.2
+		c.Jitter = outbox.DefaultJitter
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
@@ -185,8 +185,8 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// DefaultRetry is close to FitIQ's 1s, 5s, 30s, 120s, 600s.
-var DefaultRetry = outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: 10 * time.Minute, Multiplier: 5}
+// DefaultRetry is the relay's default backoff: outbox.DefaultRetryPolicy.
+var DefaultRetry = outbox.DefaultRetryPolicy
 
 // Relay publishes the store's events. Create it with New, start it with Run.
 type Relay struct {
