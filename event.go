@@ -20,8 +20,8 @@ type Status string
 
 // The statuses of an event. Pending events wait to be published (now, after a
 // backoff, or behind an earlier event of their entity); processing is set only
-// through the library's MarkProcessing (the relay tracks its in-flight
-// publishes in memory and reports them as processing); completed events were
+// through the library's MarkProcessing (the relay keeps its in-flight
+// publishes in memory: they stay pending in the store); completed events were
 // acked by JetStream; failed events used up their attempts and stay for
 // inspection.
 const (

@@ -90,3 +90,35 @@ func Compact(ctx context.Context, src, dst string) (err error) {
 	}
 	return nil
 }
+
+// CountEvents opens the store file at path read-only, without changing it
+// and without taking more than a shared lock, and returns how many events it
+// holds: a file that passes is a whole store file that Open reads (a backup,
+// say). A damaged file is an error wrapping ErrCorrupt, never a crash; a
+// bbolt file that holds no outbox is ErrNotStore.
+func CountEvents(path string) (n int, err error) {
+	if err := CheckFile(path); err != nil {
+		return 0, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, fmt.Errorf("boltstore: %w", err)
+	}
+	defer recoverCorrupt(&err, path)()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return 0, fmt.Errorf("%w: %s (is a relay running on it?)", ErrLocked, path)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEvents)
+		if b == nil || tx.Bucket(bMeta) == nil {
+			return fmt.Errorf("%w: %s", ErrNotStore, path)
+		}
+		n = b.Stats().KeyN
+		return nil
+	})
+	return n, err
+}

@@ -241,7 +241,7 @@ const fullRetryAfter = 5 * time.Second
 
 // overMark reports the first high-water mark (Options.MaxPending, MaxBytes,
 // MaxPendingAge) that the store has reached at the start of the transaction,
-// or nil. It reads the counters and the first pending_by_time key.
+// or nil. It reads the counters and the first pending keys of by_status.
 func (w *writer) overMark(now time.Time) *FullError {
 	o := &w.s.opts
 	if o.MaxPending > 0 {

@@ -21,6 +21,8 @@ var (
 	// pages). Nothing is changed; restore a backup, or copy out what can be
 	// read with relay backup --offline and compact.
 	ErrCorrupt = errors.New("boltstore: store file is damaged")
+	// ErrNotStore: a bbolt file that holds no outbox.
+	ErrNotStore = errors.New("boltstore: not an outbox store file")
 	// ErrNotRetryable: Retry was asked for an event that is not failed, or
 	// RetryWhere for a status other than failed.
 	ErrNotRetryable = errors.New("boltstore: only failed events can be retried")

@@ -430,7 +430,7 @@ func checkInvariants(s *boltstore.Store) error {
 		events[seq] = e
 	}
 
-	// The stale watermark: pending events whose pending_by_time key sorts
+	// The stale watermark: pending events whose by_status time key sorts
 	// before it are counted stale.
 	mark := raw.staleMark
 	if mark == nil {

@@ -357,7 +357,7 @@ func (s *Store) FetchByEntity(ctx context.Context, entityID, eventType string) (
 
 // StaleEvents returns up to limit (default 100 when limit <= 0) pending
 // events of a user ("" = all users) accepted longer than Options.StaleAfter
-// ago, oldest first. It walks pending_by_time (or user_pending_by_time) from
+// ago, oldest first. It walks the pending entries of by_status (or the user's list) from
 // its start: O(limit), and exact whatever the stale sweep did.
 func (s *Store) StaleEvents(ctx context.Context, userID string, limit int) ([]*outbox.Event, error) {
 	if err := ctx.Err(); err != nil {

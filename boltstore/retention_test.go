@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox/internal/poll"
+
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	bolt "go.etcd.io/bbolt"
@@ -65,11 +67,11 @@ func TestRunRetention(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.RunRetention(ctx, 10*time.Millisecond) }()
 	clk.Advance(2 * time.Hour)
-	eventually(t, 5*time.Second, "the completed event deleted", func() bool {
+	poll.Until(t, 5*time.Second, "the completed event deleted", func() bool {
 		_, err := s.Get(context.Background(), done.ID)
 		return errors.Is(err, boltstore.ErrNotFound)
 	})
-	eventually(t, 5*time.Second, "the stale sweep", func() bool {
+	poll.Until(t, 5*time.Second, "the stale sweep", func() bool {
 		raw, err := readRaw(s.DB())
 		return err == nil && raw.counts.stale == 1
 	})
@@ -83,18 +85,6 @@ func TestRunRetention(t *testing.T) {
 		t.Fatal("RunRetention did not return after cancel")
 	}
 	mustGet(t, s, pending.ID)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func completeAll(t testing.TB, s *boltstore.Store, es []*outbox.Event, at time.Time) {

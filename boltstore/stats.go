@@ -49,7 +49,7 @@ type Stats struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// staleReadLimit bounds the pending_by_time entries a Stats read walks to
+// staleReadLimit bounds the pending entries of by_status a Stats read walks to
 // correct the stale counter for the time passed since the last sweep.
 const staleReadLimit = 1024
 

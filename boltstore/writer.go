@@ -163,7 +163,7 @@ func (w *writer) user(id string) *userCounts {
 	return u
 }
 
-// staleMark is the stale watermark: pending events whose pending_by_time key
+// staleWatermark is the stale watermark: pending events whose by_status time key
 // sorts before it are counted in the stale counters.
 func (w *writer) staleWatermark() []byte {
 	if w.watermark == nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox/internal/poll"
+
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/handlers"
 )
@@ -130,7 +132,7 @@ func TestForeignHeaderBoundsEndToEnd(t *testing.T) {
 		return errBoom
 	})
 	v.start(r, "bounds")
-	if !waitFor(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
+	if !poll.Within(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
 		t.Fatalf("no dead letter after 10s; the handler ran %d times", c.n())
 	}
 	v.settled("bounds", 5*time.Second)

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fitiqcore/outbox/internal/poll"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,18 +91,6 @@ func (v *env) terminations(durable string) func() []uint64 {
 	}
 }
 
-// waitFor polls cond until it holds or within passes and reports which.
-func waitFor(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
 // TestDeadLetterFitsMaxPayload: an event close to the server's max_payload,
 // whose handler fails for good with an error longer than 4 KiB, is
 // dead-lettered once (issue 9, row 12: the copy with its headers and error did
@@ -160,12 +150,12 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 			terminated := v.terminations("big")
 			v.start(r, "big")
 
-			if !waitFor(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
+			if !poll.Within(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
 				t.Fatalf("no dead letter after 10s of a %d-byte message on a %d-byte max_payload; the handler ran %d times",
 					origSize, maxPayload, c.n())
 			}
 			v.settled("big", 5*time.Second)
-			eventually(t, 5*time.Second, "the original terminated", func() bool { return len(terminated()) == 1 })
+			poll.Until(t, 5*time.Second, "the original terminated", func() bool { return len(terminated()) == 1 })
 			if got := terminated(); got[0] != 1 {
 				t.Errorf("terminated stream seqs %v, want [1]", got)
 			}
@@ -277,7 +267,7 @@ func TestDeadLetterOfForeignHeaders(t *testing.T) {
 				return handlers.Permanent(errBoom)
 			})
 			v.start(r, "foreign")
-			if !waitFor(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
+			if !poll.Within(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
 				t.Fatalf("no dead letter after 10s; the handler ran %d times", c.n())
 			}
 			v.settled("foreign", 5*time.Second)
@@ -375,7 +365,7 @@ func TestDeadLetterRefusedAsTooLarge(t *testing.T) {
 			v.publish(e)
 
 			if !tc.stored {
-				eventually(t, 10*time.Second, "the handler retried with its backoff", func() bool { return c.n() >= 3 })
+				poll.Until(t, 10*time.Second, "the handler retried with its backoff", func() bool { return c.n() >= 3 })
 				if n := v.dlqCount(); n != 0 {
 					t.Errorf("%d dead letters in a stream that takes %d bytes", n, tc.maxMsgSize)
 				}
@@ -390,7 +380,7 @@ func TestDeadLetterRefusedAsTooLarge(t *testing.T) {
 				}
 				return
 			}
-			if !waitFor(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
+			if !poll.Within(10*time.Second, func() bool { return v.dlqCount() == 1 }) {
 				t.Fatalf("no dead letter after 10s; the handler ran %d times", c.n())
 			}
 			v.settled("shrunk", 5*time.Second)

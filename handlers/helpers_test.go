@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox/internal/poll"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -146,7 +148,7 @@ func (v *env) start(r *handlers.Router, durable string) (stop func() error) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	eventually(t, 5*time.Second, "consumer "+durable+" created", func() bool {
+	poll.Until(t, 5*time.Second, "consumer "+durable+" created", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Run: %v", err)
@@ -156,18 +158,6 @@ func (v *env) start(r *handlers.Router, durable string) (stop func() error) {
 		return err == nil
 	})
 	return stop
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func (v *env) consumerInfo(durable string) *jetstream.ConsumerInfo {
@@ -187,7 +177,7 @@ func (v *env) consumerInfo(durable string) *jetstream.ConsumerInfo {
 func (v *env) settled(durable string, within time.Duration) {
 	v.t.Helper()
 	var info *jetstream.ConsumerInfo
-	eventually(v.t, within, "consumer settled (nothing pending, nothing unacked)", func() bool {
+	poll.Until(v.t, within, "consumer settled (nothing pending, nothing unacked)", func() bool {
 		info = v.consumerInfo(durable)
 		return info.NumPending == 0 && info.NumAckPending == 0
 	})

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox/internal/poll"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fitiqcore/outbox"
@@ -55,7 +57,7 @@ func TestLoggingAndMetricsMiddleware(t *testing.T) {
 	e.Retry = &outbox.RetryPolicy{InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2}
 	v.publish(e)
 	v.settled("mw", 5*time.Second)
-	eventually(t, 5*time.Second, "two calls", func() bool { return c.n() == 2 })
+	poll.Until(t, 5*time.Second, "two calls", func() bool { return c.n() == 2 })
 
 	counts := map[string]float64{}
 	var observed uint64

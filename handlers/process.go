@@ -23,10 +23,7 @@ func (s *session) process(m *inflight) {
 		s.done(m)
 		return
 	}
-	e, err := outbox.FromMessage(msg.Headers(), msg.Data())
-	if err == nil {
-		err = outbox.ValidateType(e.Type)
-	}
+	e, err := outbox.FromMessage(msg.Headers(), msg.Data()) // validates the id and the type
 	if err != nil {
 		s.deadLetter(m, meta, nil, "undecodable", fmt.Errorf("%w: %w", ErrUndecodable, err))
 		return
@@ -65,10 +62,6 @@ func (s *session) process(m *inflight) {
 	case OutcomeAck:
 		if key != "" {
 			s.record(key, d.StreamSeq)
-		}
-		if s.r.beforeAck != nil && !s.r.beforeAck(e) {
-			s.done(m) // a crash here: the message comes back after the ack wait
-			return
 		}
 		s.ack(m, e)
 	case OutcomeReleased:

@@ -30,11 +30,6 @@ type Router struct {
 	routes  []route
 	mws     []Middleware
 	running bool
-
-	// beforeAck, when set (tests only), runs after a handler succeeded and its
-	// id was recorded, before the ack; returning false skips the ack, as a
-	// crash at that moment would.
-	beforeAck func(e *outbox.Event) bool
 }
 
 type route struct {

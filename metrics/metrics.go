@@ -110,10 +110,6 @@ func New(opts Options) *Metrics {
 	return m
 }
 
-// Registry is the registry the metrics live in; register more collectors
-// there to serve them from the same Handler.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the registry in the Prometheus exposition format. A failing
 // collector (the store closed) is reported in the log of the scrape and the
 // other metrics are still served.

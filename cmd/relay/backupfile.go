@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/fitiqcore/outbox/boltstore"
 )
 
 // writeFileAtomic writes a file through fill into a temporary file next to
@@ -50,29 +48,14 @@ func writeFileAtomic(path string, fill func(io.Writer) (int64, error)) (int64, e
 	return n, nil
 }
 
-// checkStoreFile opens a store file read-only and checks that it is a whole
-// bbolt file holding an outbox: a backup that passes can be opened by the
-// relay. It returns the number of stored events. A page it cannot read is an
-// error, not a crash.
-func checkStoreFile(path string) (n int, err error) {
-	err = guardFaults(path, func() error {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-		if err != nil {
-			return fmt.Errorf("%s is not a readable store file: %w", path, err)
-		}
-		defer db.Close()
-		err = db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket([]byte("events"))
-			if b == nil {
-				return errors.New("no events bucket: not an outbox store")
-			}
-			n = b.Stats().KeyN
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return nil
-	})
-	return n, err
+// checkStoreFile checks that path is a whole store file holding an outbox,
+// without changing it: a backup that passes can be opened by the relay. It
+// returns the number of stored events. A damaged file is an error, not a
+// crash.
+func checkStoreFile(path string) (int, error) {
+	n, err := boltstore.CountEvents(path)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a readable store file: %w", path, err)
+	}
+	return n, nil
 }

@@ -50,8 +50,8 @@ func cmdVerify(ctx context.Context, args []string, std stdio) error {
 			*natsURL = "nats://" + cfg.NATS.EmbeddedAddr
 		}
 	}
-	v := &verifier{ctx: ctx, cfg: cfg, c: c, natsURL: *natsURL, timeout: *timeout, w: std.out, json: cf.json}
-	v.run()
+	v := &verifier{cfg: cfg, c: c, natsURL: *natsURL, timeout: *timeout, w: std.out, json: cf.json}
+	v.run(ctx)
 	if cf.json {
 		if err := printJSON(std.out, map[string]any{"ok": v.failed == 0, "checks": v.results}); err != nil {
 			return err
@@ -77,7 +77,6 @@ type checkResult struct {
 }
 
 type verifier struct {
-	ctx     context.Context
 	cfg     *Config
 	c       *client
 	natsURL string
@@ -110,8 +109,7 @@ func (v *verifier) check(name string, err error) bool {
 // errSkipped marks a check that could not run because an earlier one failed.
 func errSkipped(after string) error { return fmt.Errorf("skipped: %s failed", after) }
 
-func (v *verifier) run() {
-	ctx := v.ctx
+func (v *verifier) run(ctx context.Context) {
 	streamName, prefix := v.cfg.Stream.Name, v.cfg.Stream.SubjectPrefix
 
 	// The relay, as it sees itself.
@@ -134,7 +132,7 @@ func (v *verifier) run() {
 
 	// The stream, as this command reads it from NATS.
 	want := prefix + ".>"
-	js, closeNATS, err := v.connect(streamName, prefix)
+	js, closeNATS, err := v.connect(ctx, streamName, prefix)
 	natsOK := v.check("NATS reachable at "+v.natsURL, err)
 	var stream jetstream.Stream
 	if natsOK {
@@ -171,20 +169,20 @@ func (v *verifier) run() {
 		v.check(probeName+" read back from stream "+streamName, errSkipped("enqueue"))
 		return
 	}
-	completed := v.check(probeName+" "+sent.ID+" completed", v.waitCompleted(sent.ID))
+	completed := v.check(probeName+" "+sent.ID+" completed", v.waitCompleted(ctx, sent.ID))
 	switch {
 	case !completed:
 		v.check(probeName+" read back from stream "+streamName, errSkipped("completion"))
 	case stream == nil:
 		v.check(probeName+" read back from stream "+streamName, errSkipped("stream exists"))
 	default:
-		v.check(probeName+" read back from stream "+streamName, v.readBack(stream, outbox.Subject(prefix, verifyType), &sent))
+		v.check(probeName+" read back from stream "+streamName, v.readBack(ctx, stream, outbox.Subject(prefix, verifyType), &sent))
 	}
 }
 
 // connect opens this command's own NATS connection with the config's
 // credentials; it never creates or changes a stream.
-func (v *verifier) connect(stream, prefix string) (jetstream.JetStream, func(), error) {
+func (v *verifier) connect(ctx context.Context, stream, prefix string) (jetstream.JetStream, func(), error) {
 	n := v.cfg.NATS
 	pub, err := publisher.Connect(publisher.Config{
 		URL:           v.natsURL,
@@ -196,17 +194,9 @@ func (v *verifier) connect(stream, prefix string) (jetstream.JetStream, func(), 
 	if err != nil {
 		return nil, nil, err
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !pub.Connected() {
-		if time.Now().After(deadline) || v.ctx.Err() != nil {
-			err := pub.Conn().LastError()
-			pub.Close()
-			if err == nil {
-				err = errors.New("no connection within 5s")
-			}
-			return nil, nil, err
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitConnected(ctx, pub, 5*time.Second); err != nil {
+		pub.Close()
+		return nil, nil, err
 	}
 	return pub.JetStream(), pub.Close, nil
 }
@@ -233,8 +223,8 @@ func (v *verifier) coverage(subjects []string, prefix string) error {
 
 // waitCompleted polls the probe event until it is completed, failed, or
 // the timeout passes.
-func (v *verifier) waitCompleted(id string) error {
-	ctx, cancel := context.WithTimeout(v.ctx, v.timeout)
+func (v *verifier) waitCompleted(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
 	defer cancel()
 	var e outbox.Event
 	for {
@@ -259,8 +249,8 @@ func (v *verifier) waitCompleted(id string) error {
 
 // readBack gets the last message on the probe's subject and compares it
 // with the probe.
-func (v *verifier) readBack(stream jetstream.Stream, subject string, sent *outbox.Event) error {
-	ctx, cancel := context.WithTimeout(v.ctx, 5*time.Second)
+func (v *verifier) readBack(ctx context.Context, stream jetstream.Stream, subject string, sent *outbox.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
@@ -275,6 +265,26 @@ func (v *verifier) readBack(stream jetstream.Stream, subject string, sent *outbo
 	}
 	if !bytes.Equal(got.Payload, sent.Payload) {
 		return fmt.Errorf("message %d holds payload %s, the probe sent %s", m.Sequence, got.Payload, sent.Payload)
+	}
+	return nil
+}
+
+// waitConnected waits until pub's connection is up, checking as often as the
+// connection's state can change, for at most within or until ctx ends.
+func waitConnected(ctx context.Context, pub *publisher.Publisher, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !pub.Connected() {
+		select {
+		case <-ctx.Done():
+			if err := pub.Conn().LastError(); err != nil {
+				return err
+			}
+			return fmt.Errorf("no connection within %s", within)
+		case <-tick.C:
+		}
 	}
 	return nil
 }

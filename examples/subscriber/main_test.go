@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fitiqcore/outbox/internal/poll"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -57,17 +60,10 @@ func TestRunRecordsEveryEvent(t *testing.T) {
 	go func() {
 		done <- run(runCtx, []string{"--nats-url", s.ClientURL(), "--record", record, "--workers", "4"}, &stdout, &stderr)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, fmt.Sprintf("%d events in the record", n), func() bool {
 		data, _ := os.ReadFile(record)
-		if strings.Count(string(data), "\n") == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("record has %q after 10s", data)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Count(string(data), "\n") == n
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
