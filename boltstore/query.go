@@ -24,9 +24,9 @@ type Query struct {
 
 // Page is one page of a List.
 type Page struct {
-	Events []*outbox.Event `json:"events"`
+	Events []*outbox.Event
 	// NextCursor continues the listing; "" on the last page.
-	NextCursor string `json:"next_cursor"`
+	NextCursor string
 }
 
 // Limits of a listing.

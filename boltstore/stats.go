@@ -14,39 +14,38 @@ import (
 // Stats summarises the store, for all users (Store.Stats) or for one
 // (Store.UserStats). It is read from counters kept in the same transactions
 // that change events, so reading it costs O(1) whatever the store holds.
-// The JSON names are part of the HTTP API.
 type Stats struct {
 	// Total is the number of stored events; the next four split it by status.
-	Total      int64 `json:"total"`
-	Pending    int64 `json:"pending"`
-	Processing int64 `json:"processing"`
-	Completed  int64 `json:"completed"`
-	Failed     int64 `json:"failed"`
+	Total      int64
+	Pending    int64
+	Processing int64
+	Completed  int64
+	Failed     int64
 	// Stale counts pending events accepted more than Options.StaleAfter ago.
 	// It is exact when at most staleReadLimit (1024) pending events became
 	// stale since the last stale sweep (RunRetention runs one every few
 	// seconds), and a lower bound otherwise.
-	Stale int64 `json:"stale"`
+	Stale int64
 	// OldestPendingAt is the accepted_at of the oldest pending event; nil
 	// when none is pending. For one user (UserStats) it is that of the
 	// user's first pending event in acceptance order, which is the oldest
 	// unless this host's clock went back meanwhile.
-	OldestPendingAt *time.Time `json:"oldest_pending_at"`
+	OldestPendingAt *time.Time
 	// NewestCompletedAt is the time of the latest completion recorded,
 	// also when the event was removed since (RemoveOnAck, retention). For a
 	// user it is kept while the user has events in the store. nil when none.
-	NewestCompletedAt *time.Time `json:"newest_completed_at"`
+	NewestCompletedAt *time.Time
 	// SuccessRate is completed/(completed+failed) of the stored events; 1
 	// when both are 0.
-	SuccessRate float64 `json:"success_rate"`
+	SuccessRate float64
 	// HasIssues is Failed > 0 || Stale > 0: something needs an operator.
-	HasIssues bool `json:"has_issues"`
+	HasIssues bool
 	// PendingByPriority counts pending events per priority (index =
 	// priority); for all users only, zero in UserStats.
-	PendingByPriority [outbox.MaxPriority + 1]int64 `json:"pending_by_priority"`
+	PendingByPriority [outbox.MaxPriority + 1]int64
 	// Bytes is the sum of the sizes of the stored event records (their
 	// binary encoding; index entries and bbolt's own overhead not counted).
-	Bytes int64 `json:"bytes"`
+	Bytes int64
 }
 
 // staleReadLimit bounds the pending entries of by_status a Stats read walks to

@@ -2,7 +2,6 @@ package boltstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -92,34 +91,6 @@ func TestStatsPerUser(t *testing.T) {
 		t.Errorf("bob after delete: %s", fmtStats(st))
 	}
 	assertInvariants(t, s)
-}
-
-func TestStatsJSON(t *testing.T) {
-	at := t0
-	b, err := json.Marshal(boltstore.Stats{OldestPendingAt: &at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	want := []string{"bytes", "completed", "failed", "has_issues", "newest_completed_at", "oldest_pending_at", "pending",
-		"pending_by_priority", "processing", "stale", "success_rate", "total"}
-	if !slices.Equal(keys, want) {
-		t.Errorf("JSON keys %v, want %v", keys, want)
-	}
-	if m["newest_completed_at"] != nil || m["oldest_pending_at"] != "2025-03-01T12:00:00Z" {
-		t.Errorf("JSON times: %s", b)
-	}
-	if p, ok := m["pending_by_priority"].([]any); !ok || len(p) != 10 {
-		t.Errorf("pending_by_priority: %s", b)
-	}
 }
 
 // TestStale drives the stale counters with a fake clock: Stats counts the

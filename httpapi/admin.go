@@ -99,7 +99,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	if page.Events == nil {
 		page.Events = []*outbox.Event{}
 	}
-	s.writeJSON(w, http.StatusOK, page)
+	s.writeJSON(w, http.StatusOK, Page{Events: page.Events, NextCursor: page.NextCursor})
 }
 
 // stats answers the statistics of every event, or of one user's:
@@ -127,7 +127,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, st)
+	s.writeJSON(w, http.StatusOK, StatsOf(st))
 }
 
 // staleEvents answers the events pending longer than stale_after:

@@ -9,7 +9,7 @@
 //	POST /v1/events        one event        → 201 the stored event; 200 if the id is stored with the same content
 //	POST /v1/events/batch  {"events":[...]} → 201 {"events":[...]}; 200 if every event was stored already
 //	GET  /v1/events/{id}   the event with its current status, or 404
-//	GET  /v1/stats?user_id=  boltstore.Stats of every event or of one user's:
+//	GET  /v1/stats?user_id=  Stats of every event or of one user's:
 //	                       {"total","pending","processing","completed","failed","stale","oldest_pending_at",
 //	                        "newest_completed_at","success_rate","has_issues","pending_by_priority","bytes"}
 //	GET  /healthz          200 {"status":"ok"} while the process is up

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox"
-	"github.com/fitiqcore/outbox/boltstore"
 )
 
 // Broker reports the broker side of the debug report (GET /v1/status). The
@@ -55,7 +54,7 @@ type Report struct {
 	GeneratedAt time.Time       `json:"generated_at"`
 	HasIssues   bool            `json:"has_issues"`
 	Issues      []string        `json:"issues"`
-	Stats       boltstore.Stats `json:"stats"`
+	Stats       Stats           `json:"stats"`
 	Stale       []*outbox.Event `json:"stale"`  // up to ReportEvents, oldest first
 	Failed      []*outbox.Event `json:"failed"` // up to ReportEvents, with last_error
 	NATS        *NATSStatus     `json:"nats,omitempty"`
@@ -89,7 +88,7 @@ func (s *Server) Report(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{GeneratedAt: time.Now().UTC(), Stats: st, Stale: []*outbox.Event{}, Failed: []*outbox.Event{}, Issues: []string{}}
+	rep := &Report{GeneratedAt: time.Now().UTC(), Stats: StatsOf(st), Stale: []*outbox.Event{}, Failed: []*outbox.Event{}, Issues: []string{}}
 	if st.Stale > 0 {
 		if rep.Stale, err = s.admin.StaleEvents(ctx, "", ReportEvents); err != nil {
 			return nil, err

@@ -145,7 +145,7 @@ func TestCLITestSync(t *testing.T) {
 	if got.Completed != 10 || got.Latency == nil || got.Latency.N != 10 || got.Latency.P50 > got.Latency.P99 || got.Throughput <= 0 {
 		t.Errorf("test-sync --json: %+v", got)
 	}
-	var st boltstore.Stats
+	var st httpapi.Stats
 	r.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Completed != 60 {
 		t.Errorf("relay completed %d events, want 60", st.Completed)
@@ -166,7 +166,7 @@ func TestCLIEvents(t *testing.T) {
 
 	// list --json, one page and all pages.
 	one := cli(t, "", "events", "list", "--addr", r.addr, "--limit", "3", "--json").wantCode(t, 0)
-	var page boltstore.Page
+	var page httpapi.Page
 	if err := json.Unmarshal([]byte(one.stdout), &page); err != nil {
 		t.Fatalf("events list --json: %v\n%s", err, one.stdout)
 	}
@@ -174,7 +174,7 @@ func TestCLIEvents(t *testing.T) {
 		t.Errorf("first page: %d events, next_cursor %q", len(page.Events), page.NextCursor)
 	}
 	all := cli(t, "", "events", "list", "--addr", r.addr, "--limit", "2", "--all", "--json").wantCode(t, 0)
-	page = boltstore.Page{}
+	page = httpapi.Page{}
 	if err := json.Unmarshal([]byte(all.stdout), &page); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestCLIEvents(t *testing.T) {
 		t.Errorf("delete --user u0: %v %s", err, del.stdout)
 	}
 	cli(t, "", "events", "delete", "--user", "u0", "--entity", "x", "--addr", r.addr).wantCode(t, 2)
-	var st boltstore.Stats
+	var st httpapi.Stats
 	r.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Total != 0 {
 		t.Errorf("total = %d after deleting everything", st.Total)
@@ -236,7 +236,7 @@ func TestCLIPurge(t *testing.T) {
 	if purged.stderr != "" {
 		t.Errorf("purge wrote progress to a pipe: %q", purged.stderr)
 	}
-	var st boltstore.Stats
+	var st httpapi.Stats
 	r.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Total != 0 {
 		t.Errorf("total = %d after the purge", st.Total)
@@ -255,7 +255,7 @@ func TestCLIResetEmergency(t *testing.T) {
 	// Not confirmed: a backup is taken, nothing is deleted.
 	no := cli(t, "no\n", "reset", "--emergency", "--addr", r.addr, "--backup-dir", dir).wantCode(t, 1)
 	contains(t, "unconfirmed reset", no.stderr, "backup: "+dir, "This deletes all 5 events", "Type yes", "aborted")
-	var st boltstore.Stats
+	var st httpapi.Stats
 	r.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Total != 5 {
 		t.Fatalf("unconfirmed reset deleted events: total %d", st.Total)
@@ -460,7 +460,7 @@ func TestServeRetention(t *testing.T) {
 	onAck := startRelay(t, relayOpts{retention: "0s"})
 	res := cli(t, "", "test-sync", "--addr", onAck.addr, "--type", "t", "--count", "20", "--wait").wantCode(t, 0)
 	contains(t, "test-sync with removal on ack", res.stdout, "completed 20 of 20", "retention.completed: 0")
-	var st boltstore.Stats
+	var st httpapi.Stats
 	onAck.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Total != 0 {
 		t.Errorf("retention 0s: %d events kept, want 0", st.Total)
@@ -486,7 +486,7 @@ func TestCLIDeleteEntityExact(t *testing.T) {
 	contains(t, "delete a,b", del.stdout, "deleted 1 event")
 	del = cli(t, "", "events", "delete", "--entity", "c d", "--addr", r.addr).wantCode(t, 0)
 	contains(t, "delete 'c d'", del.stdout, "deleted 1 event")
-	var st boltstore.Stats
+	var st httpapi.Stats
 	r.api(http.MethodGet, "/v1/stats", "", &st)
 	if st.Total != 2 {
 		t.Errorf("total = %d, want 2 (entities a and b untouched)", st.Total)

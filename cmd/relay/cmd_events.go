@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox"
-	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
 )
 
 const eventsUsage = `usage: relay events <list|show|retry|delete> [flags]
@@ -75,10 +75,10 @@ func eventsList(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	q.Set("limit", strconv.Itoa(*limit))
-	var out boltstore.Page
+	var out httpapi.Page
 	prog := newProgress(std.errOut)
 	for {
-		var page boltstore.Page
+		var page httpapi.Page
 		if err := c.do(ctx, http.MethodGet, "/v1/events", q, nil, &page); err != nil {
 			prog.done()
 			return fmt.Errorf("events list: %w", err)

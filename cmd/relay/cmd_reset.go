@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
 )
 
 // cmdReset is the emergency reset: it takes a backup, asks for confirmation
@@ -36,7 +36,7 @@ func cmdReset(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	var st boltstore.Stats
+	var st httpapi.Stats
 	if err := c.do(ctx, http.MethodGet, "/v1/stats", nil, nil, &st); err != nil {
 		return fmt.Errorf("reset: %w", err)
 	}

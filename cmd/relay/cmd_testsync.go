@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox"
-	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/google/uuid"
 )
 
@@ -124,7 +124,7 @@ func waitSynced(ctx context.Context, c *client, res *syncResult, start time.Time
 	defer cancel()
 	q := url.Values{"user_id": {res.UserID}}
 	for {
-		var st boltstore.Stats
+		var st httpapi.Stats
 		if err := c.do(ctx, http.MethodGet, "/v1/stats", q, nil, &st); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("not all synced after %s: %d completed, %d failed of %d", timeout, res.Completed, res.Failed, res.Count)
@@ -157,7 +157,7 @@ func measureLatency(ctx context.Context, c *client, res *syncResult, prog *progr
 	q := url.Values{"user_id": {res.UserID}, "status": {string(outbox.StatusCompleted)}, "limit": {"1000"}}
 	var ds []float64
 	for {
-		var page boltstore.Page
+		var page httpapi.Page
 		if err := c.do(ctx, http.MethodGet, "/v1/events", q, nil, &page); err != nil {
 			return err
 		}

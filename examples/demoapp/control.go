@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
 )
 
 // newControl is the control API (see the package doc).
@@ -79,7 +80,7 @@ func newControl(cfg *config, g *generator, w writer) http.Handler {
 				writeJSON(rw, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 				return
 			}
-			writeJSON(rw, http.StatusOK, st)
+			writeJSON(rw, http.StatusOK, httpapi.StatsOf(st)) // the relay's GET /v1/stats form
 		})
 	}
 	if cfg.exposeFile != "" {
