@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"time"
@@ -125,57 +124,14 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	srv := httpServer(cfg.HTTP, api, tlsConfig, log)
 	log.Info("relay serving", "http", ln.Addr().String(), "tls", tlsConfig != nil, "nats", url, "store", cfg.Store.Path, "stream", cfg.Stream.Name)
 
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	relayErr := make(chan error, 1)
-	go func() { relayErr <- rl.Run(relayCtx) }()
-	// The retention sweep runs until shutdown; serve waits for it before the
-	// store closes.
-	retentionCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
-	retentionDone := make(chan struct{})
-	go func() {
-		defer close(retentionDone)
-		if err := store.RunRetention(retentionCtx, cfg.Retention.Interval); err != nil && retentionCtx.Err() == nil {
-			log.Error("retention sweep stopped; completed events are no longer removed", "err", err)
-		}
-	}()
-	defer func() { stopRetention(); <-retentionDone }()
-	httpErr := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			httpErr <- srv.ServeTLS(ln, "", "")
-			return
-		}
-		httpErr <- srv.Serve(ln)
-	}()
-
-	var runErr error
-	relayDone := false
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: closing ingest, draining in-flight publishes")
-	case runErr = <-relayErr:
-		relayDone = true
-	case runErr = <-httpErr:
-	}
-	// Stop ingest first, then drain the relay: nothing accepted is left behind
-	// unstored, and what is unpublished stays pending for the next start.
-	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shCtx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("http shutdown: %w", err)
-	}
-	stopRelay()
-	if !relayDone {
-		if err := <-relayErr; err != nil && runErr == nil {
-			runErr = err
-		}
-	}
-	if errors.Is(runErr, http.ErrServerClosed) {
-		runErr = nil
-	}
-	log.Info("relay stopped")
-	return runErr
+	return services{
+		http: srv, listener: ln, tls: tlsConfig != nil,
+		relay: rl,
+		retention: func(ctx context.Context) error {
+			return store.RunRetention(ctx, cfg.Retention.Interval)
+		},
+		log: log,
+	}.run(ctx)
 }
 
 // storeOptions maps the config onto the store's options.

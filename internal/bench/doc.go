@@ -16,6 +16,12 @@
 // payload size (Options.Payload, default 256 bytes) and the relay's in-flight
 // limit (4096).
 //
+// Every goroutine a phase starts is waited for before the phase returns:
+// where the relay runs beside producers (drain, sustained, the latency
+// phases) the two are the actors of a run group (internal/rungroup), and so
+// are http_ingest's server and clients; the producers' work returning stops
+// the relay, which drains, and the relay failing stops the producers.
+//
 // js_ceiling takes JetStream's rate in each publish mode it offers (jsModes):
 // async publish (js_async, the js_ceiling of earlier runs), atomic batches and
 // one fast-ingest batch (ADR-50), and is the fastest of those that keep

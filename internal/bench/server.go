@@ -57,7 +57,7 @@ func newServer(storeDir string) (*natsserver.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: nats server: %w", err)
 	}
-	go ns.Start()
+	ns.Start() // it does not block; Shutdown and WaitForShutdown stop what it started
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		return nil, errors.New("bench: nats server not ready after 10s")
