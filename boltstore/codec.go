@@ -218,6 +218,9 @@ func decodeEvent(seq uint64, b []byte) (*outbox.Event, error) {
 			p.MaxInterval = time.Duration(be.Uint64(v[8:]))
 			p.Multiplier = math.Float64frombits(be.Uint64(v[16:]))
 		}
+		if math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
+			d.err = errCorrupt // never written: Validate refuses it
+		}
 		e.Retry = p
 	}
 	e.Payload = d.bytes()

@@ -184,6 +184,9 @@ func decodeV2(b []byte) (*outbox.Event, error) {
 		if f := d.take(8); f != nil {
 			r.Multiplier = math.Float64frombits(binary.BigEndian.Uint64(f))
 		}
+		if math.IsNaN(r.Multiplier) || math.IsInf(r.Multiplier, 0) {
+			d.err = errCorrupt // never written: Validate refuses it
+		}
 		e.Retry = r
 	}
 	e.Payload = d.bytes()
