@@ -33,3 +33,19 @@ func (e *ValidationError) Is(target error) bool {
 func invalid(field, format string, args ...any) *ValidationError {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// FieldError is the error of a library's options that their Validate
+// refuses (boltstore.Options, publisher.Config, relay.Config,
+// httpapi.Options). It names the Go field, as a path ("Stream.Name", a list
+// element "AllowedTypes[1]"), so that a caller that reads the options from a
+// file names its own key for it, with no parsing of messages. It wraps Kind,
+// the library's sentinel (publisher.ErrInvalidConfig, ...), and Err, the
+// reason, which is an *ValidationError for a retry policy.
+type FieldError struct {
+	Kind  error
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string   { return e.Kind.Error() + ": " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() []error { return []error{e.Kind, e.Err} }

@@ -22,6 +22,12 @@ const (
 	MaxPriority    = 9
 	DefaultPayload = 1 << 20 // default payload limit: 1 MiB
 	MaxErrorLen    = 4096    // last_error, in bytes (TruncateError)
+	// DefaultMaxAttempts is the max_attempts of an event that sets none
+	// (Options.MaxAttempts when zero).
+	DefaultMaxAttempts = 5
+	// MaxNameLen bounds a stream or consumer name (ValidateName): JetStream's
+	// own limit.
+	MaxNameLen = 255
 
 	// MaxRetryInterval bounds a retry policy's intervals: a week. With it
 	// every backoff (doubled at most by jitter) lands within years the
@@ -33,6 +39,18 @@ const (
 	// MaxClockAhead is how far in the future a client's created_at may lie
 	// (a device with a fast clock); MinCreatedAt is the earliest accepted.
 	MaxClockAhead = 24 * time.Hour
+)
+
+// The stream's duplicate window: JetStream de-duplicates a message id
+// published again within it. The publisher creates the stream with it and
+// the relay times its re-sends of unknown outcomes by it, so both hold it to
+// these bounds.
+const (
+	DefaultDuplicateWindow = 2 * time.Minute        // JetStream's default
+	MinDuplicateWindow     = 100 * time.Millisecond // JetStream's shortest
+	// MaxDuplicateWindow bounds the ids JetStream holds in memory, and
+	// keeps the relay's re-send at half of it a backoff it can compute.
+	MaxDuplicateWindow = MaxRetryInterval
 )
 
 // MinCreatedAt is the earliest created_at an event may carry.
@@ -132,6 +150,24 @@ func ValidateSource(s string) error {
 		if c := s[i]; c <= 0x20 || c > 0x7e {
 			return invalid("source", "byte %#02x not allowed (printable ASCII without spaces)", c)
 		}
+	}
+	return nil
+}
+
+// ValidateName checks the name of a JetStream stream or durable consumer,
+// as the server does: 1 to MaxNameLen bytes, without white space, dots,
+// wildcards (* and >) or slashes. It is the one check of such names: the
+// publisher's stream, the handlers' stream and durable, and the daemon's
+// stream.name all call it. field names the value in the error, a
+// *ValidationError as ValidateSource returns.
+func ValidateName(field, name string) error {
+	switch {
+	case name == "":
+		return invalid(field, "required")
+	case len(name) > MaxNameLen:
+		return invalid(field, "%d bytes, at most %d", len(name), MaxNameLen)
+	case strings.ContainsAny(name, " \t\r\n\f.*>/\\"):
+		return invalid(field, "%q must have no spaces, dots, wildcards or slashes", name)
 	}
 	return nil
 }

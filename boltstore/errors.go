@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/fitiqcore/outbox"
 )
 
 var (
-	// ErrNotFound: no event has that id.
-	ErrNotFound = errors.New("boltstore: event not found")
+	// ErrNotFound: no event has that id. It is outbox.ErrNotFound, on which
+	// the relay branches (it does not import the store).
+	ErrNotFound = outbox.ErrNotFound
 	// ErrDuplicate: an event with that id is stored already with different
 	// content. (Re-enqueueing identical content is not an error.)
 	ErrDuplicate = errors.New("boltstore: event id exists with different content")

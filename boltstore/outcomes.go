@@ -278,12 +278,10 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 	return events, next, nil
 }
 
-// Ack records that JetStream acked the publish of event Seq (a duplicate ack
-// counts: the stream holds the event).
-type Ack struct {
-	Seq uint64
-	At  time.Time // when the publish was sent
-}
+// Ack records that JetStream acked the publish of event Seq: it is
+// outbox.Ack, in which the relay records it (the relay does not import the
+// store).
+type Ack = outbox.Ack
 
 // Complete marks acked events completed in one transaction (or deletes
 // them, with Options.RemoveOnAck) and promotes the next event of each of
@@ -294,20 +292,12 @@ func (s *Store) Complete(ctx context.Context, acks []Ack) error {
 	return s.Record(ctx, acks, nil, 0)
 }
 
-// Failure records a publish attempt that failed with Err. The event goes into
-// backoff until NextAttemptAt, or becomes failed when Permanent is set or it
-// has used its max_attempts. An attempt whose outcome is Unknown (no answer:
-// the stream may hold the event) never fails the event for its attempts, only
-// a Permanent one does: failed means the stream does not hold it, so that an
-// operator's retry cannot publish it twice.
-type Failure struct {
-	Seq           uint64
-	At            time.Time
-	Err           string
-	NextAttemptAt time.Time
-	Permanent     bool
-	Unknown       bool
-}
+// Failure records a failed publish attempt: it is outbox.Failure, in which
+// the relay records it (the relay does not import the store). The event goes
+// into backoff until NextAttemptAt, or becomes failed when Permanent is set or
+// it has used its max_attempts; an attempt whose outcome is Unknown never
+// fails the event for its attempts.
+type Failure = outbox.Failure
 
 // Fail records failed attempts in one transaction.
 func (s *Store) Fail(ctx context.Context, fails []Failure) error {

@@ -8,88 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-)
-
-// Options tune a Store. The zero value works.
-type Options struct {
-	// Timeout is how long Open waits for the file lock (default 2s).
-	Timeout time.Duration
-	// Event holds the defaults and limits applied to enqueued events.
-	Event outbox.Options
-	// InitialMmapSize avoids remapping stalls while the file grows
-	// (default 64 MiB; it reserves address space, not memory).
-	InitialMmapSize int
-	// Now is the clock (default time.Now); tests set it.
-	Now func() time.Time
-
-	// StaleAfter: a pending event created longer ago than this is stale
-	// (default 5m).
-	StaleAfter time.Duration
-	// Retention: RunRetention deletes completed events completed longer ago
-	// than this. Zero means the default, 24h, unless RemoveOnAck is set
-	// (then it deletes every completed event left); negative keeps them
-	// forever.
-	Retention time.Duration
-	// RemoveOnAck (retention.completed = 0): Complete and MarkCompleted
-	// delete the event instead of keeping it completed.
-	RemoveOnAck bool
-	// Admission high-water marks (0 = no limit): Enqueue and EnqueueTx
-	// refuse new events with an error wrapping ErrOutboxFull while the
-	// store holds MaxPending pending events or more, MaxBytes bytes of
-	// records or more, or a pending event older than MaxPendingAge.
-	MaxPending    int64
-	MaxBytes      int64
-	MaxPendingAge time.Duration
-
-	// IdempotencyWindow is how long the id of a removed event (by
-	// retention, RemoveOnAck or an operator) is remembered: re-enqueueing it
-	// within the window stores nothing, as for a stored one (default 24h;
-	// keep it at least the stream's duplicate window).
-	IdempotencyWindow time.Duration
-	// EntityHorizon is how long an entity is remembered once none of its
-	// events is stored any more: past it the entity is forgotten and its
-	// entity_seq starts again at 1 if it comes back (default 7 days;
-	// negative keeps every entity forever).
-	EntityHorizon time.Duration
-}
-
-func (o *Options) setDefaults() {
-	if o.Timeout <= 0 {
-		o.Timeout = 2 * time.Second
-	}
-	if o.InitialMmapSize <= 0 {
-		o.InitialMmapSize = 64 << 20
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.StaleAfter <= 0 {
-		o.StaleAfter = DefaultStaleAfter
-	}
-	if o.Retention == 0 && !o.RemoveOnAck {
-		o.Retention = DefaultRetention
-	}
-	if o.IdempotencyWindow <= 0 {
-		o.IdempotencyWindow = DefaultIdempotencyWindow
-	}
-	if o.EntityHorizon == 0 {
-		o.EntityHorizon = DefaultEntityHorizon
-	}
-}
-
-// Defaults of Options.
-const (
-	DefaultStaleAfter = 5 * time.Minute
-	DefaultRetention  = 24 * time.Hour
-
-	DefaultIdempotencyWindow = 24 * time.Hour
-	DefaultEntityHorizon     = 7 * 24 * time.Hour
 )
 
 // Store is an outbox kept in one bbolt file. It is safe for concurrent use.
@@ -151,6 +74,9 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		o = *opts
 	}
 	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}

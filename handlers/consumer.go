@@ -26,8 +26,8 @@ func (r *Router) start(ctx context.Context, t table) (*session, error) {
 	if o.dlqPrefix == "" {
 		o.dlqPrefix = "dlq." + o.subjectPrefix
 	}
-	if overlaps(o.subjectPrefix, o.dlqPrefix) {
-		return nil, invalidf("dead-letter prefix %q overlaps subject prefix %q", o.dlqPrefix, o.subjectPrefix)
+	if err := checkPrefixes(o.subjectPrefix, o.dlqPrefix); err != nil {
+		return nil, err
 	}
 	filters := filterSubjects(o.subjectPrefix, t.patterns())
 	cfg := jetstream.ConsumerConfig{
@@ -44,12 +44,21 @@ func (r *Router) start(ctx context.Context, t table) (*session, error) {
 	} else {
 		cfg.FilterSubjects = filters
 	}
+	// The bucket before the consumer: once the consumer exists, everything a
+	// delivery needs does.
+	var kv jetstream.KeyValue
+	if o.dedupBucket != "" {
+		var err error
+		if kv, err = openBucket(ctx, r.js, o.dedupBucket, o.dedupTTL); err != nil {
+			return nil, err
+		}
+	}
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("handlers: consumer %s on stream %s: %w", r.durable, r.stream, err)
 	}
 	s := &session{
-		r: r, o: o, table: t, cons: cons, log: o.logger.With("consumer", r.durable),
+		r: r, o: o, table: t, cons: cons, kv: kv, log: o.logger.With("consumer", r.durable),
 		tokens: make(chan struct{}, o.maxAckPending),
 		queues: make([]chan *inflight, o.workers),
 		held:   make(map[*inflight]struct{}),
@@ -68,11 +77,6 @@ func (r *Router) start(ctx context.Context, t table) (*session, error) {
 			"subjects", o.dlqPrefix+".>")
 	default:
 		return nil, fmt.Errorf("handlers: look up the dead-letter stream for %s.>: %w", o.dlqPrefix, err)
-	}
-	if o.dedupBucket != "" {
-		if s.kv, err = openBucket(ctx, r.js, o.dedupBucket, o.dedupTTL); err != nil {
-			return nil, err
-		}
 	}
 	return s, nil
 }

@@ -56,7 +56,7 @@ func exampleJetStream() (jetstream.JetStream, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go s.Start()
+	s.Start() // it does not block
 	if !s.ReadyForConnections(5 * time.Second) {
 		log.Fatal("nats-server not ready")
 	}

@@ -65,7 +65,7 @@ func newEnvWith(t testing.TB, noDLQ bool, opts func(*server.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
+	s.Start() // it does not block
 	if !s.ReadyForConnections(5 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}

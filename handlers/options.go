@@ -33,7 +33,7 @@ type options struct {
 const (
 	DefaultWorkers         = 1
 	DefaultAckWait         = 30 * time.Second
-	DefaultMaxAttempts     = 5
+	DefaultMaxAttempts     = outbox.DefaultMaxAttempts
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultPerWorker       = 64 // messages in flight per worker when MaxAckPending is not set
 	defaultPullExpiry      = time.Second
@@ -57,19 +57,37 @@ func defaultOptions() options {
 	}
 }
 
+// setDefaults fills the defaults that depend on other options:
+// maxAckPending follows the workers.
+func (o *options) setDefaults() {
+	if o.maxAckPending == 0 {
+		o.maxAckPending = o.workers * DefaultPerWorker
+	}
+}
+
+// validate fills the defaults that depend on other options and checks the
+// rules between options (each option checks its own value).
 func (o *options) validate() error {
+	o.setDefaults()
 	// DefaultRetryPolicy is a variable an application may have changed.
 	if err := o.retry.Validate(); err != nil {
 		return invalidf("retry policy: %v", err)
 	}
-	if o.maxAckPending == 0 {
-		o.maxAckPending = o.workers * DefaultPerWorker
-	}
 	if o.maxAckPending < o.workers {
-		return fmt.Errorf("%w: max ack pending %d is below the %d workers: workers would idle", ErrInvalidOption, o.maxAckPending, o.workers)
+		return invalidf("max ack pending %d is below the %d workers: workers would idle", o.maxAckPending, o.workers)
 	}
-	if o.subjectPrefix != "" && o.dlqPrefix != "" && overlaps(o.subjectPrefix, o.dlqPrefix) {
-		return fmt.Errorf("%w: dead-letter prefix %q overlaps subject prefix %q", ErrInvalidOption, o.dlqPrefix, o.subjectPrefix)
+	if o.subjectPrefix != "" && o.dlqPrefix != "" {
+		return checkPrefixes(o.subjectPrefix, o.dlqPrefix)
+	}
+	return nil
+}
+
+// checkPrefixes refuses a dead-letter prefix whose subjects can meet the
+// subject prefix's: NewRouter when both are set, Run once the subject
+// prefix is read from the stream.
+func checkPrefixes(subject, dlq string) error {
+	if overlaps(subject, dlq) {
+		return invalidf("dead-letter prefix %q overlaps subject prefix %q", dlq, subject)
 	}
 	return nil
 }

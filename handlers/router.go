@@ -44,11 +44,11 @@ func NewRouter(js jetstream.JetStream, stream, durable string, opts ...Option) (
 	if js == nil {
 		return nil, invalidf("nil JetStream")
 	}
-	if !validName(stream) {
-		return nil, invalidf("stream name %q: want a name without spaces, dots, wildcards or slashes", stream)
+	if err := outbox.ValidateName("stream", stream); err != nil {
+		return nil, invalidf("%v", err)
 	}
-	if !validName(durable) {
-		return nil, invalidf("durable name %q: want a name without spaces, dots, wildcards or slashes", durable)
+	if err := outbox.ValidateName("durable", durable); err != nil {
+		return nil, invalidf("%v", err)
 	}
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -60,10 +60,6 @@ func NewRouter(js jetstream.JetStream, stream, durable string, opts ...Option) (
 		return nil, err
 	}
 	return &Router{js: js, stream: stream, durable: durable, opts: o}, nil
-}
-
-func validName(s string) bool {
-	return s != "" && len(s) <= 255 && !strings.ContainsAny(s, ". *>\t\r\n/\\")
 }
 
 // Handle registers h for the events that pattern matches: an exact type

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -43,7 +44,10 @@ type Store interface {
 
 var _ Store = (*boltstore.Store)(nil)
 
-// Options tune a Server. The zero value works.
+// Options tune a Server. The zero value works: a zero limit takes its
+// default (the Default constants below). Validate states the rules of the
+// other fields; New serves any Options, so callers that take them from an
+// operator (the daemon's configuration file) call Validate first.
 type Options struct {
 	// MaxBodyBytes is the per-request body limit (default
 	// DefaultMaxBodyBytes, 16 MiB; at most MaxInflightBodyBytes): a
@@ -72,10 +76,12 @@ type Options struct {
 
 	// Token, when set, is required as "Authorization: Bearer <Token>" on
 	// every request but GET /healthz and GET /readyz (compared in constant
-	// time); others are answered 401.
+	// time); others are answered 401. It has no white space: a bearer
+	// token is one word (RFC 6750), and the server trims what it receives.
 	Token string
 	// AllowedTypes, when not empty, is the event type allowlist: an event of
 	// another type is answered 400 naming the allowed ones (see CheckType).
+	// Each is a valid type (outbox.ValidateType): no event has another.
 	AllowedTypes []string
 	// Broker reports the NATS connection and the stream for GET /v1/status;
 	// nil leaves them out of the report.
@@ -96,6 +102,28 @@ const (
 	DefaultMaxInflightBodyBytes = 128 << 20 // Options.MaxInflightBodyBytes
 	DefaultMaxConcurrent        = 256       // Options.MaxConcurrent
 )
+
+// ErrInvalidOptions wraps the error of Options that Validate refuses.
+var ErrInvalidOptions = errors.New("httpapi: invalid options")
+
+// Validate reports the first field of o that cannot work as meant, in an
+// *outbox.FieldError naming the Go field ("httpapi: invalid options:
+// AllowedTypes[1]: ..."). It is the one owner of these rules. The limits
+// have a meaning for every value (see each field) and no rule here.
+func (o *Options) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &outbox.FieldError{Kind: ErrInvalidOptions, Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if strings.ContainsAny(o.Token, " \t\r\n") {
+		return bad("Token", "must not contain white space")
+	}
+	for i, t := range o.AllowedTypes {
+		if err := outbox.ValidateType(t); err != nil {
+			return bad(fmt.Sprintf("AllowedTypes[%d]", i), "%v", err)
+		}
+	}
+	return nil
+}
 
 // readyTimeout bounds a readiness check whose client set no deadline.
 const readyTimeout = 5 * time.Second

@@ -15,6 +15,7 @@ import (
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/metrics"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
@@ -86,11 +87,11 @@ func TestAfterPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Enqueued(events...)
-	natstest.Eventually(t, 10*time.Second, "events published", func() bool {
+	poll.Until(t, 10*time.Second, "events published", func() bool {
 		st, err := store.Stats(ctx)
 		return err == nil && st.Completed == 3
 	})
-	natstest.Eventually(t, 5*time.Second, "outcomes observed", func() bool {
+	poll.Until(t, 5*time.Second, "outcomes observed", func() bool {
 		return strings.Contains(scrape(t, m), `outbox_events_published_total{type="journal.created"} 1`)
 	})
 	text := scrape(t, m)

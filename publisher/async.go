@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fitiqcore/outbox"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,7 +18,9 @@ import (
 //     each publish gets its own reply subject <inbox>.<n>, n a counter;
 //   - the ack is read by a parser of its own (puback.go), not encoding/json;
 //   - one timer for every pending publish (they time out in publish order),
-//     where nats.go arms one per publish.
+//     where nats.go arms one per publish;
+//   - the answer comes on one channel, an outbox.PublishResult, where
+//     nats.go's future has one channel for the ack and one for the error.
 //
 // What it keeps of nats.go:
 //
@@ -86,12 +89,13 @@ func (a *asyncPublisher) start() {
 	a.wg.Go(a.run)
 }
 
-// pubFuture is a publish awaiting its ack: a jetstream.PubAckFuture.
+// pubFuture is a publish awaiting its ack. Its answer goes to done
+// (buffered: sending never blocks), exactly once, by whoever takes it out of
+// the pending set.
 type pubFuture struct {
-	msg   *nats.Msg
-	id    uint64
-	okCh  chan *jetstream.PubAck
-	errCh chan error
+	msg  *nats.Msg
+	id   uint64
+	done chan outbox.PublishResult
 
 	// Guarded by the publisher's mu.
 	list       *futureList // the list it is on, nil when on none
@@ -100,16 +104,13 @@ type pubFuture struct {
 	retried    int
 }
 
-func (f *pubFuture) Ok() <-chan *jetstream.PubAck { return f.okCh }
-func (f *pubFuture) Err() <-chan error            { return f.errCh }
-func (f *pubFuture) Msg() *nats.Msg               { return f.msg }
+// fail answers f with err.
+func (f *pubFuture) fail(err error) { f.done <- outbox.PublishResult{Err: err} }
 
-var _ jetstream.PubAckFuture = (*pubFuture)(nil)
-
-// publish sends m with a reply subject of its own; the future resolves with
-// the ack or an error. An error returned here means nothing was sent.
-func (a *asyncPublisher) publish(m *nats.Msg) (jetstream.PubAckFuture, error) {
-	f := &pubFuture{msg: m, okCh: make(chan *jetstream.PubAck, 1), errCh: make(chan error, 1)}
+// publish sends m with a reply subject of its own; the channel receives the
+// ack or an error. An error returned here means nothing was sent.
+func (a *asyncPublisher) publish(m *nats.Msg) (<-chan outbox.PublishResult, error) {
+	f := &pubFuture{msg: m, done: make(chan outbox.PublishResult, 1)}
 	a.mu.Lock()
 	if err := a.subscribeLocked(); err != nil {
 		a.mu.Unlock()
@@ -136,7 +137,7 @@ func (a *asyncPublisher) publish(m *nats.Msg) (jetstream.PubAckFuture, error) {
 		a.mu.Unlock()
 		return nil, err
 	}
-	return f, nil
+	return f.done, nil
 }
 
 // subscribeLocked makes the reply subscription on the first publish.
@@ -212,10 +213,10 @@ func (a *asyncPublisher) handleReply(m *nats.Msg) {
 	a.removeLocked(f)
 	a.mu.Unlock()
 	if ackErr != nil {
-		f.errCh <- ackErr
+		f.fail(ackErr)
 		return
 	}
-	f.okCh <- ack
+	f.done <- outbox.PublishResult{Stream: ack.Stream, StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}
 }
 
 // noResponders retries the publish of id after retryWait, or fails it with
@@ -230,7 +231,7 @@ func (a *asyncPublisher) noResponders(id uint64) {
 	if f.retried >= a.retryAttempts {
 		a.removeLocked(f)
 		a.mu.Unlock()
-		f.errCh <- jetstream.ErrNoStreamResponse
+		f.fail(jetstream.ErrNoStreamResponse)
 		return
 	}
 	f.retried++
@@ -285,7 +286,7 @@ func (a *asyncPublisher) sweep(now time.Time) (next time.Duration, resend []*pub
 	}
 	a.mu.Unlock()
 	for _, f := range expired {
-		f.errCh <- jetstream.ErrAsyncPublishTimeout
+		f.fail(jetstream.ErrAsyncPublishTimeout)
 	}
 	return next, resend
 }
@@ -305,7 +306,7 @@ func (a *asyncPublisher) resend(f *pubFuture) {
 		removed := a.removeLocked(f)
 		a.mu.Unlock()
 		if removed {
-			f.errCh <- err
+			f.fail(err)
 		}
 	}
 }
@@ -326,7 +327,7 @@ func (a *asyncPublisher) failAll(err error) {
 	a.unstallLocked()
 	a.mu.Unlock()
 	for _, f := range failed {
-		f.errCh <- err
+		f.fail(err)
 	}
 }
 

@@ -3,10 +3,13 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,17 +20,15 @@ import (
 // through nats.go's path, so the two are seen to agree. Cases where they
 // differ on purpose say so.
 
-// resolve waits for f, at most d.
-func resolve(t *testing.T, f jetstream.PubAckFuture, d time.Duration) (*jetstream.PubAck, error) {
+// resolve waits for the answer to a PublishAsync, at most d; err is its Err.
+func resolve(t *testing.T, answer <-chan outbox.PublishResult, d time.Duration) (ack outbox.PublishResult, err error) {
 	t.Helper()
 	select {
-	case ack := <-f.Ok():
-		return ack, nil
-	case err := <-f.Err():
-		return nil, err
+	case ack = <-answer:
+		return ack, ack.Err
 	case <-time.After(d):
-		t.Fatalf("future unresolved after %s", d)
-		return nil, nil
+		t.Fatalf("publish unanswered after %s", d)
+		return ack, nil
 	}
 }
 
@@ -60,14 +61,18 @@ func TestPublishAsyncAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			first, err := resolve(t, f, 5*time.Second)
-			if err != nil || first.Stream != "APP" || first.Sequence != 1 || first.Duplicate {
+			if err != nil || first.Stream != "APP" || first.StreamSeq != 1 || first.Duplicate {
 				t.Fatalf("ack: %+v %v, want stream APP seq 1", first, err)
 			}
-			if f.Msg().Header.Get(jetstream.MsgIDHeader) != e.ID {
-				t.Errorf("Msg() is not the message sent")
+			st, err := js.Stream(context.Background(), "APP")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, err := st.GetMsg(context.Background(), first.StreamSeq); err != nil || m.Header.Get(jetstream.MsgIDHeader) != e.ID {
+				t.Errorf("the message stored at the ack's sequence is not the one sent (Nats-Msg-Id %q, %v)", m.Header.Get(jetstream.MsgIDHeader), err)
 			}
 			f, _ = p.PublishAsync(e, 2)
-			if dup, err := resolve(t, f, 5*time.Second); err != nil || !dup.Duplicate || dup.Sequence != 1 || dup.Stream != "APP" {
+			if dup, err := resolve(t, f, 5*time.Second); err != nil || !dup.Duplicate || dup.StreamSeq != 1 || dup.Stream != "APP" {
 				t.Errorf("duplicate: %+v %v, want a duplicate ack of seq 1", dup, err)
 			}
 
@@ -92,8 +97,8 @@ func TestPublishAsyncAnswers(t *testing.T) {
 			if d := time.Since(start); d < 2*jetstream.DefaultPubRetryWait {
 				t.Errorf("no stream answered after %s: not retried twice %s apart", d, jetstream.DefaultPubRetryWait)
 			}
-			if c := p.Classify(context.Background(), err); errors.Is(c, publisher.ErrUnavailable) || errors.Is(c, publisher.ErrPermanent) || errors.Is(c, publisher.ErrUnknownOutcome) {
-				t.Errorf("no stream, the stream answering: %v, want a plain failed attempt", c)
+			if c := p.Classify(context.Background(), err); errors.Is(c, publisher.ErrUnavailable) || errors.Is(c, publisher.ErrPermanent) || errors.Is(c, publisher.ErrUnknownOutcome) || !errors.Is(c, outbox.ErrRejected) {
+				t.Errorf("no stream, the stream answering: %v, want rejected: a failed attempt", c)
 			}
 			if n := p.PublishAsyncPending(); n != 0 {
 				t.Errorf("%d publishes pending after every answer", n)
@@ -132,13 +137,19 @@ func TestPublishAsyncRetriesNoResponders(t *testing.T) {
 
 // swallow subscribes on subject like a stream that never answers (a leader
 // that cannot reply), or answers after delay with a real ack of stream
-// "SLOW" when delay > 0.
-func swallow(t *testing.T, ns *natstest.Server, subject string, delay time.Duration) {
+// "SLOW" when delay > 0. answered counts the answers sent and flushed to the
+// server.
+func swallow(t *testing.T, ns *natstest.Server, subject string, delay time.Duration) (answered func() int) {
 	t.Helper()
 	nc, _ := ns.Connect(t)
+	var n atomic.Int32
 	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		if delay > 0 {
-			time.AfterFunc(delay, func() { m.Respond([]byte(`{"stream":"SLOW","seq":1}`)) })
+			time.AfterFunc(delay, func() {
+				if m.Respond([]byte(`{"stream":"SLOW","seq":1}`)) == nil && nc.Flush() == nil {
+					n.Add(1)
+				}
+			})
 		}
 	})
 	if err != nil {
@@ -147,6 +158,7 @@ func swallow(t *testing.T, ns *natstest.Server, subject string, delay time.Durat
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	return func() int { return int(n.Load()) }
 }
 
 // TestPublishAsyncTimeout: an ack that does not come within PublishTimeout
@@ -161,7 +173,7 @@ func TestPublishAsyncTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			swallow(t, ns, "app.never.>", 0)
-			swallow(t, ns, "app.late.>", 600*time.Millisecond)
+			lateAnswers := swallow(t, ns, "app.late.>", 600*time.Millisecond)
 			p := connect(t, ns.URL(), false, func(c *publisher.Config) { c.PublishTimeout = 300 * time.Millisecond })
 			path.set(p)
 			ready(t, p)
@@ -183,7 +195,10 @@ func TestPublishAsyncTimeout(t *testing.T) {
 				}
 			}
 			// The late ack arrives now: it is dropped, and the publisher goes on.
-			time.Sleep(500 * time.Millisecond) // nothing to poll: the point is that nothing happens
+			poll.Until(t, 5*time.Second, "the late ack sent", func() bool { return lateAnswers() == 1 })
+			if err := p.Conn().Flush(); err != nil { // the late ack is in before the next publish
+				t.Fatal(err)
+			}
 			f, _ := p.PublishAsync(event("ok.after"), 1)
 			if ack, err := resolve(t, f, 5*time.Second); err != nil || ack.Stream != "APP" {
 				t.Errorf("after a late ack: %+v %v", ack, err)
@@ -240,7 +255,7 @@ func TestPublishAsyncMaxPending(t *testing.T) {
 			p := connect(t, ns.URL(), false, func(c *publisher.Config) { c.MaxPending = 1; c.PublishTimeout = time.Minute })
 			path.set(p)
 			// Ready would need a stream: the slow subscriber stands for it.
-			natstest.Eventually(t, 5*time.Second, "connected", p.Connected)
+			poll.Until(t, 5*time.Second, "connected", p.Connected)
 			f1, err := p.PublishAsync(event("late.a"), 1)
 			if err != nil {
 				t.Fatal(err)
@@ -249,7 +264,7 @@ func TestPublishAsyncMaxPending(t *testing.T) {
 			if err != nil {
 				t.Fatalf("a slot freed within the stall wait: %v", err)
 			}
-			for _, f := range []jetstream.PubAckFuture{f1, f2} {
+			for _, f := range []<-chan outbox.PublishResult{f1, f2} {
 				if ack, err := resolve(t, f, 5*time.Second); err != nil || ack.Stream != "SLOW" {
 					t.Errorf("%+v %v", ack, err)
 				}
@@ -259,8 +274,9 @@ func TestPublishAsyncMaxPending(t *testing.T) {
 }
 
 // TestPublishAsyncServerShutdown: with thousands of acks pending the server
-// stops; every future resolves, acked or failed with nats.ErrDisconnected
-// (unavailable, outcome unknown), none left to its timeout.
+// stops; every publish is answered, acked or failed with
+// nats.ErrDisconnected (unavailable, outcome unknown), none left to its
+// timeout.
 func TestPublishAsyncServerShutdown(t *testing.T) {
 	for _, path := range paths {
 		t.Run(path.name, func(t *testing.T) {
@@ -269,7 +285,7 @@ func TestPublishAsyncServerShutdown(t *testing.T) {
 			path.set(p)
 			ready(t, p)
 			const n = 20000
-			futures := make([]jetstream.PubAckFuture, 0, n)
+			futures := make([]<-chan outbox.PublishResult, 0, n)
 			for range n {
 				f, err := p.PublishAsync(event("load.created"), 1)
 				if err != nil {
@@ -290,12 +306,12 @@ func TestPublishAsyncServerShutdown(t *testing.T) {
 						t.Fatalf("disconnected classified %v", c)
 					}
 				default:
-					t.Fatalf("future failed with %v, want an ack or ErrDisconnected", err)
+					t.Fatalf("publish failed with %v, want an ack or ErrDisconnected", err)
 				}
 			}
 			t.Logf("%d published: %d acked, %d failed disconnected", len(futures), acked, disconnected)
 			if disconnected == 0 {
-				t.Error("no future failed with the server gone")
+				t.Error("no publish failed with the server gone")
 			}
 			if n := p.PublishAsyncPending(); n != 0 {
 				t.Errorf("%d pending after the disconnect", n)
@@ -307,28 +323,34 @@ func TestPublishAsyncServerShutdown(t *testing.T) {
 // TestPublishAsyncClose: closing the publisher with acks pending fails them
 // at once with nats.ErrConnectionClosed, where nats.go's futures wait for
 // their timeout (they fail then with ErrAsyncPublishTimeout); both are
-// classified unavailable with an unknown outcome.
+// classified unavailable with an unknown outcome. Through nats.go's path
+// (ViaJetStream) the publisher answers them at Close too.
 func TestPublishAsyncClose(t *testing.T) {
-	ns := natstest.Start(t)
-	_, js := ns.Connect(t)
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.ok.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	swallow(t, ns, "app.never.>", 0)
-	p := connect(t, ns.URL(), false, func(c *publisher.Config) { c.PublishTimeout = time.Minute })
-	ready(t, p)
-	f, err := p.PublishAsync(event("never.x"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-	if _, err := resolve(t, f, time.Second); !errors.Is(err, nats.ErrConnectionClosed) {
-		t.Errorf("pending at close: %v, want nats.ErrConnectionClosed", err)
-	}
-	if c := p.Classify(context.Background(), nats.ErrConnectionClosed); !errors.Is(c, publisher.ErrUnavailable) || !errors.Is(c, publisher.ErrUnknownOutcome) {
-		t.Errorf("closed classified %v", c)
-	}
-	if _, err := p.PublishAsync(event("ok.x"), 1); !errors.Is(err, nats.ErrConnectionClosed) {
-		t.Errorf("publish after close: %v", err)
+	for _, path := range paths {
+		t.Run(path.name, func(t *testing.T) {
+			ns := natstest.Start(t)
+			_, js := ns.Connect(t)
+			if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.ok.>"}}); err != nil {
+				t.Fatal(err)
+			}
+			swallow(t, ns, "app.never.>", 0)
+			p := connect(t, ns.URL(), false, func(c *publisher.Config) { c.PublishTimeout = time.Minute })
+			path.set(p)
+			ready(t, p)
+			f, err := p.PublishAsync(event("never.x"), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Close()
+			if _, err := resolve(t, f, time.Second); !errors.Is(err, nats.ErrConnectionClosed) {
+				t.Errorf("pending at close: %v, want nats.ErrConnectionClosed", err)
+			}
+			if c := p.Classify(context.Background(), nats.ErrConnectionClosed); !errors.Is(c, publisher.ErrUnavailable) || !errors.Is(c, publisher.ErrUnknownOutcome) {
+				t.Errorf("closed classified %v", c)
+			}
+			if _, err := p.PublishAsync(event("ok.x"), 1); !errors.Is(err, nats.ErrConnectionClosed) {
+				t.Errorf("publish after close: %v", err)
+			}
+		})
 	}
 }

@@ -1,9 +1,9 @@
 package publisher
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/fitiqcore/outbox"
@@ -14,10 +14,10 @@ type StreamConfig struct {
 	// Manage: create or update the stream at connect (and after every
 	// reconnect). When false the stream is used as found, never changed.
 	Manage          bool
-	Name            string
-	Replicas        int           // default 1
-	Storage         string        // "file" (default) or "memory"
-	DuplicateWindow time.Duration // default 2m
+	Name            string        // required: outbox.ValidateName
+	Replicas        int           // default DefaultReplicas, at most MaxReplicas
+	Storage         string        // "file" (DefaultStorage) or "memory"
+	DuplicateWindow time.Duration // default outbox.DefaultDuplicateWindow, from outbox.MinDuplicateWindow to outbox.MaxDuplicateWindow
 }
 
 // Auth holds NATS credentials; at most one of user/password, token, nkey
@@ -32,47 +32,77 @@ type Auth struct {
 	TLSKeyFile     string
 }
 
-// Config is what Connect needs.
+// Config is what Connect needs. A zero field takes its default (the Default
+// constants below); Validate states the rules of the others.
 type Config struct {
-	URL           string
-	Name          string // connection name shown by the server
-	SubjectPrefix string
-	Source        string // ce-source (default outbox.DefaultSource)
+	URL           string // required
+	Name          string // connection name shown by the server (default DefaultName)
+	SubjectPrefix string // required: dot-separated tokens (outbox.ValidateType)
+	Source        string // ce-source (default outbox.DefaultSource; outbox.ValidateSource)
 	Stream        StreamConfig
 	Auth          Auth
 	// Retry is the relay's default backoff, carried in the headers of events
 	// without a policy of their own so subscribers back off the same way.
+	// Nil carries none; a policy must pass outbox.RetryPolicy.Validate.
 	Retry *outbox.RetryPolicy
-	// PublishTimeout bounds the wait for one ack (default 5s).
+	// PublishTimeout bounds the wait for one ack (default
+	// DefaultPublishTimeout, from MinPublishTimeout to MaxPublishTimeout).
 	PublishTimeout time.Duration
-	// MaxPending is the most publishes awaiting an ack (default 4096).
+	// MaxPending is the most publishes awaiting an ack (default
+	// DefaultMaxPending, from 1 to MaxPendingLimit).
 	MaxPending int
-	// ReconnectWait is the pause between reconnect attempts (default 250ms).
+	// ReconnectWait is the pause between reconnect attempts (default
+	// DefaultReconnectWait).
 	ReconnectWait time.Duration
 	Logger        *slog.Logger
 }
 
+// The defaults of Config, the ones a caller that fills its own (the daemon's
+// configuration) takes from here.
+const (
+	DefaultName           = "fitiqcore-outbox-relay"
+	DefaultReplicas       = 1
+	DefaultStorage        = "file"
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultMaxPending     = 4096
+	DefaultReconnectWait  = 250 * time.Millisecond
+)
+
+// The bounds Validate holds Config to.
+const (
+	// MaxReplicas is JetStream's largest replica count.
+	MaxReplicas = 5
+	// A publish timeout under MinPublishTimeout fails publishes a network
+	// round trip can answer; over MaxPublishTimeout an ack that will not
+	// come holds its slot of MaxPending too long.
+	MinPublishTimeout = 100 * time.Millisecond
+	MaxPublishTimeout = 10 * time.Minute
+	// MaxPendingLimit bounds MaxPending: the futures of the publishes
+	// awaiting an ack are held in memory.
+	MaxPendingLimit = 1_000_000
+)
+
 func (c *Config) setDefaults() {
 	if c.Stream.Replicas == 0 {
-		c.Stream.Replicas = 1
+		c.Stream.Replicas = DefaultReplicas
 	}
 	if c.Stream.Storage == "" {
-		c.Stream.Storage = "file"
+		c.Stream.Storage = DefaultStorage
 	}
 	if c.Stream.DuplicateWindow == 0 {
-		c.Stream.DuplicateWindow = 2 * time.Minute
+		c.Stream.DuplicateWindow = outbox.DefaultDuplicateWindow
 	}
 	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 5 * time.Second
+		c.PublishTimeout = DefaultPublishTimeout
 	}
 	if c.MaxPending == 0 {
-		c.MaxPending = 4096
+		c.MaxPending = DefaultMaxPending
 	}
 	if c.ReconnectWait == 0 {
-		c.ReconnectWait = 250 * time.Millisecond
+		c.ReconnectWait = DefaultReconnectWait
 	}
 	if c.Name == "" {
-		c.Name = "fitiqcore-outbox-relay"
+		c.Name = DefaultName
 	}
 	if c.Source == "" {
 		c.Source = outbox.DefaultSource
@@ -82,33 +112,62 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate checks the config, naming the bad field.
+// Validate checks the config as Connect would use it (zero fields take their
+// defaults), and is the one owner of these rules: a caller that takes them
+// from elsewhere (the daemon's configuration file) calls it rather than
+// restating them. The error is an *outbox.FieldError wrapping
+// ErrInvalidConfig and naming the Go field ("publisher: invalid config:
+// Stream.Name: ..."); for Retry its Err is the *outbox.ValidationError of
+// outbox.RetryPolicy.Validate.
 func (c *Config) Validate() error {
+	d := *c
+	d.setDefaults()
+	return d.validate()
+}
+
+func (c *Config) validate() error {
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+		return &outbox.FieldError{Kind: ErrInvalidConfig, Field: field, Err: fmt.Errorf(format, args...)}
 	}
+	s := c.Stream
 	switch {
 	case c.URL == "":
-		return bad("nats.url", "required")
+		return bad("URL", "required")
 	case c.SubjectPrefix == "" || outbox.ValidateType(c.SubjectPrefix) != nil:
-		return bad("stream.subject_prefix", "%q must be dot-separated tokens of [A-Za-z0-9_-]", c.SubjectPrefix)
-	case c.Stream.Name == "" || strings.ContainsAny(c.Stream.Name, ". *>\t\r\n/\\"):
-		return bad("stream.name", "%q must be non-empty without spaces, dots, wildcards or slashes", c.Stream.Name)
-	case c.Stream.Replicas < 1 || c.Stream.Replicas > 5:
-		return bad("stream.replicas", "must be 1..5, got %d", c.Stream.Replicas)
-	case c.Stream.Storage != "file" && c.Stream.Storage != "memory":
-		return bad("stream.storage", "must be file or memory, got %q", c.Stream.Storage)
-	case c.Stream.DuplicateWindow < 100*time.Millisecond:
-		return bad("stream.duplicate_window", "must be at least 100ms, got %s", c.Stream.DuplicateWindow)
-	case c.PublishTimeout <= 0:
-		return bad("nats.publish_timeout", "must be positive")
-	case c.MaxPending < 1:
-		return bad("relay.max_in_flight", "must be at least 1")
+		return bad("SubjectPrefix", "%q must be dot-separated tokens of [A-Za-z0-9_-]", c.SubjectPrefix)
+	}
+	if err := outbox.ValidateName("name", s.Name); err != nil {
+		return bad("Stream.Name", "%s", reason(err))
+	}
+	switch {
+	case s.Replicas < 1 || s.Replicas > MaxReplicas:
+		return bad("Stream.Replicas", "must be 1..%d, got %d", MaxReplicas, s.Replicas)
+	case s.Storage != "file" && s.Storage != "memory":
+		return bad("Stream.Storage", "must be file or memory, got %q", s.Storage)
+	case s.DuplicateWindow < outbox.MinDuplicateWindow || s.DuplicateWindow > outbox.MaxDuplicateWindow:
+		return bad("Stream.DuplicateWindow", "must be from %s to %dh, got %s", outbox.MinDuplicateWindow, outbox.MaxDuplicateWindow/time.Hour, s.DuplicateWindow)
+	case c.PublishTimeout < MinPublishTimeout || c.PublishTimeout > MaxPublishTimeout:
+		return bad("PublishTimeout", "must be from %s to %s, got %s", MinPublishTimeout, MaxPublishTimeout, c.PublishTimeout)
+	case c.MaxPending < 1 || c.MaxPending > MaxPendingLimit:
+		return bad("MaxPending", "must be 1..%d, got %d", MaxPendingLimit, c.MaxPending)
 	}
 	// ce-source goes into every message's headers: outbox.HeaderAllowance
 	// counts on it being at most outbox.MaxSourceLen printable bytes.
 	if err := outbox.ValidateSource(c.Source); err != nil {
-		return bad("stream.source", "%v", err)
+		return bad("Source", "%s", reason(err))
+	}
+	if c.Retry != nil {
+		if err := c.Retry.Validate(); err != nil {
+			return &outbox.FieldError{Kind: ErrInvalidConfig, Field: "Retry", Err: err}
+		}
 	}
 	return nil
+}
+
+// reason is the reason of an outbox validation error, without its field.
+func reason(err error) string {
+	if ve, ok := errors.AsType[*outbox.ValidationError](err); ok {
+		return ve.Reason
+	}
+	return err.Error()
 }

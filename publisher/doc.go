@@ -17,7 +17,10 @@
 // one wildcard reply subscription, a reply subject per publish, the ack read
 // by a hand-written parser (puback.go) where nats.go decodes every ack with
 // encoding/json, and one timer for every pending publish where nats.go arms
-// one each. It keeps PublishMsgAsync's semantics: at most MaxPending
+// one each; the answer is one outbox.PublishResult on a buffered channel,
+// where nats.go's future has a channel for the ack and one for the error,
+// and no goroutine is started per publish. It keeps PublishMsgAsync's
+// semantics: at most MaxPending
 // publishes await an ack (past it a publish waits 200ms for a slot, then
 // fails with jetstream.ErrTooManyStalledMsgs, nothing sent); an ack not back
 // within PublishTimeout fails with jetstream.ErrAsyncPublishTimeout; no
@@ -31,24 +34,34 @@
 //
 // # Error contract
 //
-// Classify maps any error from a publish to one of three answers:
+// Classification is the publisher's alone: the relay only branches on the
+// answer. Classify maps any error from a publish to one of the sentinels of
+// package outbox (the vocabulary the relay shares, without importing this
+// package; ErrUnavailable, ErrPermanent and ErrUnknownOutcome here are the
+// same values):
 //
-//   - ErrUnavailable: the broker could not be reached, or could not answer
-//     for the stream right now (disconnected, reconnecting, JetStream or the
-//     stream leader unavailable, back-pressure). Publish again later with the
-//     same id, consuming no attempt.
-//   - ErrPermanent: the publish can never succeed (message over the stream's
-//     or server's size limit, sealed stream, wrong stream).
-//   - anything else: a failed attempt; back off and retry.
+//   - outbox.ErrUnavailable: the broker could not be reached, or could not
+//     answer for the stream right now (disconnected, reconnecting, JetStream
+//     or the stream leader unavailable, back-pressure). Publish again later
+//     with the same id, consuming no attempt.
+//   - outbox.ErrPermanent: the publish can never succeed (message over the
+//     stream's or server's size limit, sealed stream, wrong stream).
+//   - outbox.ErrUnknownOutcome: the error is not the server's answer to the
+//     publish and came after the message may have reached the server (a
+//     timeout while the server answers pings, an unreadable ack): the stream
+//     may hold the message. Such an attempt must not fail the event: publish
+//     it again with the same id inside the stream's duplicate window, where a
+//     duplicate ack says it was stored. It comes together with
+//     ErrUnavailable when the broker cannot be reached either (a connection
+//     lost with the ack pending, a timeout the server does not answer a ping
+//     after).
+//   - outbox.ErrRejected: the server answered and stored nothing (a
+//     JetStream API error, no stream for the subject while the stream
+//     answers), or an error the publisher does not know: a failed attempt;
+//     back off and retry. Its text is the error's own, as last_error shows it.
 //
-// Independently it says whether the stream may hold the message: an error
-// that is not the server's answer to the publish and came after the message
-// may have reached the server (a timeout, a connection lost with the ack
-// pending, an unreadable ack) also wraps ErrUnknownOutcome. Such an attempt
-// must not fail the event: publish it again with the same id inside the
-// stream's duplicate window, where a duplicate ack says it was stored. Server
-// answers (a JetStream API error, no responders) and errors that mean the
-// message was never sent do not wrap it.
+// Server answers and errors that mean the message was never sent never wrap
+// ErrUnknownOutcome.
 //
 // A duplicate ack (the stream had the id already) is a success.
 //

@@ -23,8 +23,13 @@ type Publisher struct {
 	log   *slog.Logger
 	// viaJetStream sends PublishAsync through nats.go's PublishMsgAsync
 	// instead of the publisher's own async path (tests and benchmarks
-	// compare the two).
+	// compare the two). A goroutine per publish, of adapters, turns its
+	// future into the answer PublishAsync gives; Close ends and waits for
+	// them.
 	viaJetStream bool
+	adapters     sync.WaitGroup
+	closing      chan struct{}
+	closeOnce    sync.Once
 
 	// fetchWait is how long the i-th fetch of a read-back waits for
 	// messages (1s; tests shorten some to stand for a slow server).
@@ -49,8 +54,9 @@ func Connect(cfg Config) (*Publisher, error) {
 	}
 	p := &Publisher{
 		cfg: cfg, log: cfg.Logger, fetchWait: func(int) time.Duration { return time.Second },
-		enc:   outbox.NewEncoder(cfg.SubjectPrefix, cfg.Source, cfg.Retry),
-		async: newAsyncPublisher(nil, cfg.MaxPending, cfg.PublishTimeout),
+		closing: make(chan struct{}),
+		enc:     outbox.NewEncoder(cfg.SubjectPrefix, cfg.Source, cfg.Retry),
+		async:   newAsyncPublisher(nil, cfg.MaxPending, cfg.PublishTimeout),
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -82,7 +88,7 @@ func Connect(cfg Config) (*Publisher, error) {
 	case a.NKeySeedFile != "":
 		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: nats.nkey_seed_file: %v", ErrInvalidConfig, err)
+			return nil, &outbox.FieldError{Kind: ErrInvalidConfig, Field: "Auth.NKeySeedFile", Err: err}
 		}
 		opts = append(opts, o)
 	case a.Token != "":
@@ -113,11 +119,13 @@ func Connect(cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// Close closes the connection. Pending futures fail with
-// nats.ErrConnectionClosed.
+// Close closes the connection. Publishes awaiting their answer get
+// nats.ErrConnectionClosed. It may be called more than once.
 func (p *Publisher) Close() {
 	p.nc.Close()
 	p.async.close()
+	p.closeOnce.Do(func() { close(p.closing) })
+	p.adapters.Wait()
 }
 
 // Conn is the NATS connection, JetStream its JetStream context.
@@ -211,18 +219,40 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 	return nil
 }
 
-// Subject is the subject an event of type t is published on.
-func (p *Publisher) Subject(t string) string { return outbox.Subject(p.cfg.SubjectPrefix, t) }
-
 // PublishAsync sends e without waiting for its ack; attempt is the 1-based
-// number of this attempt. The future resolves with JetStream's ack or an
-// error; an error returned here means nothing was sent.
-func (p *Publisher) PublishAsync(e *outbox.Event, attempt int) (jetstream.PubAckFuture, error) {
+// number of this attempt. The channel receives exactly one answer:
+// JetStream's ack, or the error that ended the wait for it (Classify says
+// what it means). An error returned here means nothing was sent. The
+// channel is buffered: an answer nobody reads holds nothing up.
+func (p *Publisher) PublishAsync(e *outbox.Event, attempt int) (<-chan outbox.PublishResult, error) {
 	m := p.enc.Message(e, attempt)
 	if p.viaJetStream {
-		return p.js.PublishMsgAsync(m)
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			return nil, err
+		}
+		return p.adapt(f), nil
 	}
 	return p.async.publish(m)
+}
+
+// adapt turns a future of nats.go's into the answer PublishAsync gives. At
+// Close a future not yet resolved is answered nats.ErrConnectionClosed, as
+// the publisher's own path answers it (nats.go's would wait for its
+// timeout).
+func (p *Publisher) adapt(f jetstream.PubAckFuture) <-chan outbox.PublishResult {
+	done := make(chan outbox.PublishResult, 1)
+	p.adapters.Go(func() {
+		select {
+		case ack := <-f.Ok():
+			done <- outbox.PublishResult{Stream: ack.Stream, StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err := <-f.Err():
+			done <- outbox.PublishResult{Err: err}
+		case <-p.closing:
+			done <- outbox.PublishResult{Err: nats.ErrConnectionClosed}
+		}
+	})
+	return done
 }
 
 // PublishAsyncPending is the number of PublishAsync calls awaiting their ack.

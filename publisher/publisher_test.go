@@ -10,6 +10,7 @@ import (
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -65,13 +66,12 @@ func TestManagedStreamAndDuplicateAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ack := <-f.Ok():
-		if !ack.Duplicate || ack.Sequence != ack1.Sequence {
-			t.Errorf("re-publish of the same id: %+v, want a duplicate ack of seq %d", ack, ack1.Sequence)
-		}
-	case err := <-f.Err():
+	ack, err := resolve(t, f, 5*time.Second)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !ack.Duplicate || ack.StreamSeq != ack1.Sequence {
+		t.Errorf("re-publish of the same id: %+v, want a duplicate ack of seq %d", ack, ack1.Sequence)
 	}
 }
 
@@ -110,8 +110,8 @@ func TestUnmanagedStreamIsNeverChanged(t *testing.T) {
 		t.Fatal("publish to an uncovered subject succeeded")
 	}
 	c := p.Classify(context.Background(), err)
-	if errors.Is(c, publisher.ErrUnavailable) || errors.Is(c, publisher.ErrPermanent) {
-		t.Errorf("uncovered subject classified %v, want a plain failed attempt", c)
+	if errors.Is(c, publisher.ErrUnavailable) || errors.Is(c, publisher.ErrPermanent) || !errors.Is(c, outbox.ErrRejected) {
+		t.Errorf("uncovered subject classified %v, want rejected: a failed attempt", c)
 	}
 }
 
@@ -131,11 +131,12 @@ func TestClassify(t *testing.T) {
 	}
 	// unknown: the error is no answer from the stream, which may hold the
 	// message (publisher.ErrUnknownOutcome): the relay never fails an event
-	// for such an attempt.
+	// for such an attempt. want is the one other classification (nil: none,
+	// for an unknown outcome alone).
 	tests := []struct {
 		name    string
 		err     error
-		want    error // nil: a plain failed attempt
+		want    error
 		unknown bool
 	}{
 		{"disconnected", nats.ErrDisconnected, publisher.ErrUnavailable, true},
@@ -152,9 +153,9 @@ func TestClassify(t *testing.T) {
 		{"request timeout while connected", nats.ErrTimeout, nil, true},
 		{"deadline while connected", context.DeadlineExceeded, nil, true},
 		{"unreadable ack", jetstream.ErrInvalidJSAck, nil, true},
-		{"no stream response, stream answers", jetstream.ErrNoStreamResponse, nil, false},
-		{"wrong last sequence (server answer)", &jetstream.APIError{Code: 400, ErrorCode: 10071}, nil, false},
-		{"other", errors.New("boom"), nil, false},
+		{"no stream response, stream answers", jetstream.ErrNoStreamResponse, outbox.ErrRejected, false},
+		{"wrong last sequence (server answer)", &jetstream.APIError{Code: 400, ErrorCode: 10071}, outbox.ErrRejected, false},
+		{"other", errors.New("boom"), outbox.ErrRejected, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,19 +163,31 @@ func TestClassify(t *testing.T) {
 			if !errors.Is(got, tt.err) {
 				t.Errorf("classified error %v lost the original %v", got, tt.err)
 			}
-			for _, s := range []error{publisher.ErrUnavailable, publisher.ErrPermanent} {
+			for _, s := range []error{outbox.ErrUnavailable, outbox.ErrPermanent, outbox.ErrRejected} {
 				if errors.Is(got, s) != (tt.want == s) {
 					t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
 				}
 			}
-			if errors.Is(got, publisher.ErrUnknownOutcome) != tt.unknown {
+			if errors.Is(got, outbox.ErrUnknownOutcome) != tt.unknown {
 				t.Errorf("Classify(%v) = %v: unknown outcome %v, want %v", tt.err, got, !tt.unknown, tt.unknown)
+			}
+			if tt.want == nil && !tt.unknown {
+				t.Errorf("test case %s classifies as nothing", tt.name)
+			}
+			// A rejection reads as what the publish got back: it is the
+			// event's last_error.
+			if tt.want == outbox.ErrRejected && got.Error() != tt.err.Error() {
+				t.Errorf("rejected %q reads %q", tt.err, got)
+			}
+			// Classifying again changes nothing.
+			if again := p.Classify(context.Background(), got); again != got {
+				t.Errorf("Classify(Classify(%v)) = %v, want %v", tt.err, again, got)
 			}
 		})
 	}
 	// With the server gone, a timeout or no-response is an outage.
 	ns.Stop()
-	natstest.Eventually(t, 5*time.Second, "disconnected", func() bool { return !p.Connected() })
+	poll.Until(t, 5*time.Second, "disconnected", func() bool { return !p.Connected() })
 	for _, err := range []error{jetstream.ErrAsyncPublishTimeout, jetstream.ErrNoStreamResponse} {
 		if got := p.Classify(context.Background(), err); !errors.Is(got, publisher.ErrUnavailable) {
 			t.Errorf("while disconnected, Classify(%v) = %v", err, got)
@@ -198,22 +211,24 @@ func TestMissingStreamIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestConfigValidateNamesTheField: a config error names the Go field (the
+// daemon names its yaml key).
 func TestConfigValidateNamesTheField(t *testing.T) {
 	tests := []struct {
 		edit  func(*publisher.Config)
 		field string
 	}{
-		{func(c *publisher.Config) { c.URL = "" }, "nats.url"},
-		{func(c *publisher.Config) { c.SubjectPrefix = "a.>" }, "stream.subject_prefix"},
-		{func(c *publisher.Config) { c.Stream.Name = "a b" }, "stream.name"},
-		{func(c *publisher.Config) { c.Stream.Replicas = 9 }, "stream.replicas"},
-		{func(c *publisher.Config) { c.Stream.Storage = "disk" }, "stream.storage"},
-		{func(c *publisher.Config) { c.Stream.DuplicateWindow = time.Millisecond }, "stream.duplicate_window"},
+		{func(c *publisher.Config) { c.URL = "" }, "URL"},
+		{func(c *publisher.Config) { c.SubjectPrefix = "a.>" }, "SubjectPrefix"},
+		{func(c *publisher.Config) { c.Stream.Name = "a b" }, "Stream.Name"},
+		{func(c *publisher.Config) { c.Stream.Replicas = 9 }, "Stream.Replicas"},
+		{func(c *publisher.Config) { c.Stream.Storage = "disk" }, "Stream.Storage"},
+		{func(c *publisher.Config) { c.Stream.DuplicateWindow = time.Millisecond }, "Stream.DuplicateWindow"},
 		// ce-source travels in every header block: outbox.HeaderAllowance
 		// counts on outbox.ValidateSource's bounds.
-		{func(c *publisher.Config) { c.Source = "urn:a b" }, "stream.source"},
-		{func(c *publisher.Config) { c.Source = "urn:\x00" }, "stream.source"},
-		{func(c *publisher.Config) { c.Source = "urn:" + strings.Repeat("x", outbox.MaxSourceLen) }, "stream.source"},
+		{func(c *publisher.Config) { c.Source = "urn:a b" }, "Source"},
+		{func(c *publisher.Config) { c.Source = "urn:\x00" }, "Source"},
+		{func(c *publisher.Config) { c.Source = "urn:" + strings.Repeat("x", outbox.MaxSourceLen) }, "Source"},
 	}
 	for _, tt := range tests {
 		cfg := publisher.Config{URL: "nats://127.0.0.1:1", SubjectPrefix: "app", Stream: publisher.StreamConfig{Name: "APP"}}
@@ -238,9 +253,12 @@ func TestStoredSince(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
+	// mid lies strictly between the server's times of the 30th message and
+	// of the next (the server shares this process's clock).
+	last := lastStored(t, p)
+	poll.Until(t, time.Second, "the clock past the 30th message", func() bool { return time.Now().After(last) })
 	mid := time.Now()
-	time.Sleep(50 * time.Millisecond)
+	poll.Until(t, time.Second, "the clock past mid", func() bool { return time.Now().After(mid) })
 	for range 2500 { // more than one fetch
 		e := event("read.back")
 		if _, err := p.Publish(context.Background(), e, 1); err != nil {
@@ -249,11 +267,11 @@ func TestStoredSince(t *testing.T) {
 		late = append(late, e.ID)
 	}
 	var got []string
-	err := p.StoredSince(context.Background(), mid, func(s publisher.Stored) error {
-		if s.StreamSeq == 0 || s.Time.Before(mid) {
-			t.Errorf("stored %+v before %v", s, mid)
+	err := p.StoredSince(context.Background(), mid, func(id string, streamSeq uint64, at time.Time) error {
+		if streamSeq == 0 || at.Before(mid) {
+			t.Errorf("stored %s at seq %d, %v: before %v", id, streamSeq, at, mid)
 		}
-		got = append(got, s.ID)
+		got = append(got, id)
 		return nil
 	})
 	if err != nil {
@@ -268,7 +286,7 @@ func TestStoredSince(t *testing.T) {
 		}
 	}
 	n := 0
-	if err := p.StoredSince(context.Background(), time.Now().Add(time.Hour), func(publisher.Stored) error { n++; return nil }); err != nil || n != 0 {
+	if err := p.StoredSince(context.Background(), time.Now().Add(time.Hour), func(string, uint64, time.Time) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("from the future: %d ids, %v", n, err)
 	}
 }
@@ -303,15 +321,40 @@ func publishN(t *testing.T, p *publisher.Publisher, n int) (ids []string, first 
 	return ids, first
 }
 
-func storedFrom(t *testing.T, p *publisher.Publisher, from uint64) []publisher.Stored {
+// stored is one message StoredFrom reported.
+type stored struct {
+	ID        string
+	StreamSeq uint64
+	Time      time.Time
+}
+
+func storedFrom(t *testing.T, p *publisher.Publisher, from uint64) []stored {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var got []publisher.Stored
-	if err := p.StoredFrom(ctx, from, func(s publisher.Stored) error { got = append(got, s); return nil }); err != nil {
+	var got []stored
+	err := p.StoredFrom(ctx, from, func(id string, seq uint64, at time.Time) error {
+		got = append(got, stored{id, seq, at})
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("StoredFrom(%d): %v", from, err)
 	}
 	return got
+}
+
+// lastStored is the server's time of the stream's last message.
+func lastStored(t *testing.T, p *publisher.Publisher) time.Time {
+	t.Helper()
+	st, err := p.JetStream().Stream(context.Background(), "APP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastTime
 }
 
 func TestStoredFromAndLastSeq(t *testing.T) {
@@ -382,16 +425,16 @@ func TestReadBackOutlastsEmptyFetches(t *testing.T) {
 	})
 	for _, read := range []struct {
 		name string
-		run  func(fn func(publisher.Stored) error) error
+		run  func(fn func(string, uint64, time.Time) error) error
 	}{
-		{"StoredFrom", func(fn func(publisher.Stored) error) error { return p.StoredFrom(context.Background(), 1, fn) }},
-		{"StoredSince", func(fn func(publisher.Stored) error) error {
+		{"StoredFrom", func(fn func(string, uint64, time.Time) error) error { return p.StoredFrom(context.Background(), 1, fn) }},
+		{"StoredSince", func(fn func(string, uint64, time.Time) error) error {
 			return p.StoredSince(context.Background(), time.Now().Add(-time.Hour), fn)
 		}},
 	} {
 		t.Run(read.name, func(t *testing.T) {
 			var got []string
-			if err := read.run(func(s publisher.Stored) error { got = append(got, s.ID); return nil }); err != nil {
+			if err := read.run(func(id string, _ uint64, _ time.Time) error { got = append(got, id); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, ids) {
@@ -418,7 +461,7 @@ func TestReadBackEndsWhenNothingIsPending(t *testing.T) {
 	}
 	publisher.SetFetchWait(p, func(i int) time.Duration { return 50 * time.Millisecond })
 	var got []string
-	if err := p.StoredFrom(t.Context(), 1, func(s publisher.Stored) error { got = append(got, s.ID); return nil }); err != nil {
+	if err := p.StoredFrom(t.Context(), 1, func(id string, _ uint64, _ time.Time) error { got = append(got, id); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, ids) {
@@ -426,7 +469,7 @@ func TestReadBackEndsWhenNothingIsPending(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := p.StoredFrom(ctx, 1, func(publisher.Stored) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := p.StoredFrom(ctx, 1, func(string, uint64, time.Time) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("with ctx done: %v", err)
 	}
 }

@@ -65,18 +65,3 @@ func TestIdleWait(t *testing.T) {
 		}
 	}
 }
-
-func TestConfigDuplicateWindow(t *testing.T) {
-	for _, tt := range []struct {
-		window time.Duration
-		ok     bool
-	}{
-		{0, true}, {100 * time.Millisecond, true}, {2 * time.Minute, true}, {outbox.MaxRetryInterval, true},
-		{time.Millisecond, false}, {-time.Second, false}, {outbox.MaxRetryInterval + 1, false},
-	} {
-		_, err := relay.New(nil, nil, relay.Config{DuplicateWindow: tt.window})
-		if (err == nil) != tt.ok {
-			t.Errorf("duplicate window %s: %v", tt.window, err)
-		}
-	}
-}

@@ -30,9 +30,9 @@
 // # Unknown outcomes
 //
 // A publish that got no answer (a timeout, a connection lost with the ack
-// pending, a crash) may be in the stream: publisher.Classify wraps such
-// errors in publisher.ErrUnknownOutcome. Such an attempt never fails the
-// event (boltstore.Failure.Unknown), whatever its max_attempts; the next
+// pending, a crash) may be in the stream: the publisher's Classify wraps such
+// errors in outbox.ErrUnknownOutcome. Such an attempt never fails the
+// event (outbox.Failure.Unknown), whatever its max_attempts; the next
 // attempt is scheduled no later than half of Config.DuplicateWindow after the
 // send, so that JetStream answers it for sure, a duplicate ack if it stored
 // the first. An event whose first unknown publish is older than three
@@ -69,10 +69,26 @@
 // a clock set forward must not hold events back). Backoff is computed in
 // constant time and bounded by the policy's MaxInterval × (1+Jitter).
 //
+// # Vocabulary
+//
+// The relay speaks package outbox's words and the standard library's only:
+// Store and Publisher take and give outbox.Event, outbox.Ack,
+// outbox.Failure, outbox.PublishResult and plain values, and the relay
+// branches on outbox.ErrNotFound and on the publisher's classification
+// (outbox.ErrUnavailable, ErrPermanent, ErrUnknownOutcome, ErrRejected). It
+// imports neither boltstore nor publisher: the daemon wires them, and
+// asserts there that *boltstore.Store and *publisher.Publisher implement
+// the interfaces. Classification is entirely the publisher's; the relay never
+// makes up a publisher's answer. When the drain at shutdown times out, the
+// publishes still unanswered get no outcome at all: their events stay
+// pending with no attempt consumed, and the read-back mark already recorded
+// covers them, so that no answer has to be invented for them.
+//
 // # Concurrency
 //
-// Run owns three goroutines: the reader (reads due events, publishes, reads
-// the stream back), the waiter (awaits acks in publish order) and the
-// completer (writes outcomes in batches, sweeps unknown outcomes). One Relay
-// per store.
+// Run runs the reader (reads due events, publishes, reads the stream back)
+// on its caller's goroutine and owns two more, which it waits for before it
+// returns: the waiter (awaits the answers in publish order) and the
+// completer (writes outcomes in batches, sweeps unknown outcomes). The
+// Observer is called from the completer. One Relay per store.
 package relay

@@ -9,7 +9,7 @@ import (
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
-	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,7 +28,7 @@ func TestRelayTellsTheStoreTheBrokersLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ns.Start()
+	ns.Start() // it does not block
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
@@ -60,7 +60,7 @@ func TestRelayTellsTheStoreTheBrokersLimit(t *testing.T) {
 		}
 	}()
 	want := outbox.MessageLimit(brokerMax)
-	natstest.Eventually(t, 10*time.Second, "the store held to the broker's limit", func() bool { return store.MaxMessage() == want })
+	poll.Until(t, 10*time.Second, "the store held to the broker's limit", func() bool { return store.MaxMessage() == want })
 	_, err = store.Enqueue(ctx, &outbox.Event{Type: "too.big", Payload: make([]byte, brokerMax-4<<10)})
 	if !errors.Is(err, outbox.ErrPayloadTooLarge) {
 		t.Errorf("a payload the broker cannot carry with its dead-letter reserve: %v, want ErrPayloadTooLarge", err)
@@ -69,7 +69,7 @@ func TestRelayTellsTheStoreTheBrokersLimit(t *testing.T) {
 	if _, err := store.Enqueue(ctx, fits); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 10*time.Second, "the largest accepted event published", func() bool {
+	poll.Until(t, 10*time.Second, "the largest accepted event published", func() bool {
 		e, err := store.Get(ctx, fits.ID)
 		return err == nil && e.Status == outbox.StatusCompleted
 	})

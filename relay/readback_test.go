@@ -13,12 +13,17 @@ import (
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// The read-back on the real parts: a bbolt store and a JetStream server whose
+// acks are lost, as in a crash or a dropped connection. The read-back's
+// logic is tested against fakes too (reconcile_test.go).
 
 // Ways a lossyPublisher loses acks.
 const (
@@ -37,26 +42,23 @@ type lossyPublisher struct {
 	wg   sync.WaitGroup
 }
 
-func (p *lossyPublisher) PublishAsync(e *outbox.Event, attempt int) (jetstream.PubAckFuture, error) {
-	f, err := p.Publisher.PublishAsync(e, attempt)
+func (p *lossyPublisher) PublishAsync(e *outbox.Event, attempt int) (<-chan outbox.PublishResult, error) {
+	answer, err := p.Publisher.PublishAsync(e, attempt)
 	if err != nil {
 		return nil, err
 	}
 	switch p.mode.Load() {
 	case acksLost:
-		return &fakeFuture{}, nil // never resolves
+		return make(chan outbox.PublishResult, 1), nil // never answered
 	case disconnected:
-		lost := &fakeFuture{err: make(chan error, 1)}
+		lost := make(chan outbox.PublishResult, 1)
 		p.wg.Go(func() {
-			select { // stored (or not) first, then the connection "drops"
-			case <-f.Ok():
-			case <-f.Err():
-			}
-			lost.err <- nats.ErrDisconnected
+			<-answer // stored (or not) first, then the connection "drops"
+			lost <- outbox.PublishResult{Err: nats.ErrDisconnected}
 		})
 		return lost, nil
 	}
-	return f, nil
+	return answer, nil
 }
 
 func (p *lossyPublisher) Ready(ctx context.Context) error {
@@ -79,7 +81,7 @@ type killableStore struct {
 	dead atomic.Bool
 }
 
-func (s *killableStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error {
+func (s *killableStore) Record(ctx context.Context, acks []outbox.Ack, fails []outbox.Failure, mark uint64) error {
 	if s.dead.Load() {
 		return errKilled
 	}
@@ -138,7 +140,7 @@ func waitDedupeForgets(t *testing.T, js jetstream.JetStream) {
 		return ack
 	}
 	seqs := []uint64{probe().Sequence}
-	natstest.Eventually(t, 30*time.Second, "JetStream to forget the ids", func() bool {
+	poll.Until(t, 30*time.Second, "JetStream to forget the ids", func() bool {
 		ack := probe()
 		if !ack.Duplicate {
 			seqs = append(seqs, ack.Sequence)
@@ -202,13 +204,13 @@ func TestCrashWithClockAhead(t *testing.T) {
 	}
 	stop := run(r1)
 	ids := enqueueN(t, s1.Store, "crash.acked", 20)
-	natstest.Eventually(t, 10*time.Second, "20 completed", func() bool { return completed(t, s1.Store) == 20 })
+	poll.Until(t, 10*time.Second, "20 completed", func() bool { return completed(t, s1.Store) == 20 })
 	if from, _, err := s1.ReadBackMark(context.Background()); err != nil || from != 21 {
 		t.Fatalf("mark after 20 acks into an empty stream: %d, %v; want 21", from, err)
 	}
 	p1.mode.Store(acksLost)
 	ids = append(ids, enqueueN(t, s1.Store, "crash.lost", 30)...)
-	natstest.Eventually(t, 10*time.Second, "50 in the stream", func() bool { return streamMsgs(t, js) == 50 })
+	poll.Until(t, 10*time.Second, "50 in the stream", func() bool { return streamMsgs(t, js) == 50 })
 	s1.dead.Store(true) // SIGKILL: nothing more reaches the file
 	if err := stop(); err != nil && !errors.Is(err, errKilled) {
 		t.Fatalf("first life: %v", err)
@@ -232,7 +234,7 @@ func TestCrashWithClockAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop = run(r2)
-	natstest.Eventually(t, 20*time.Second, "all 50 completed", func() bool { return completed(t, s2) == 50 })
+	poll.Until(t, 20*time.Second, "all 50 completed", func() bool { return completed(t, s2) == 50 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -267,23 +269,23 @@ func TestOutageLongerThanTheDuplicateWindow(t *testing.T) {
 		}
 	}()
 	ids := enqueueN(t, store, "outage.before", 10)
-	natstest.Eventually(t, 10*time.Second, "10 completed", func() bool { return completed(t, store) == 10 })
+	poll.Until(t, 10*time.Second, "10 completed", func() bool { return completed(t, store) == 10 })
 
 	down := make(chan struct{})
 	p.gate.Store(&down)
 	p.mode.Store(disconnected)
 	ids = append(ids, enqueueN(t, store, "outage.lost", 25)...)
-	natstest.Eventually(t, 10*time.Second, "25 outcomes unknown", func() bool { return unavailable.Load() == 25 })
+	poll.Until(t, 10*time.Second, "25 outcomes unknown", func() bool { return unavailable.Load() == 25 })
 	if n := streamMsgs(t, js); n != 35 {
 		t.Fatalf("stream holds %d, want 35", n)
 	}
 	waitDedupeForgets(t, js)
 	p.mode.Store(acksArrive)
 	close(down) // the broker is back
-	natstest.Eventually(t, 20*time.Second, "all 35 completed", func() bool { return completed(t, store) == 35 })
+	poll.Until(t, 20*time.Second, "all 35 completed", func() bool { return completed(t, store) == 35 })
 	checkStream(t, natstest.Read(t, js, stream), ids)
 	ids = append(ids, enqueueN(t, store, "outage.after", 5)...)
-	natstest.Eventually(t, 10*time.Second, "all 40 completed", func() bool { return completed(t, store) == 40 })
+	poll.Until(t, 10*time.Second, "all 40 completed", func() bool { return completed(t, store) == 40 })
 	checkStream(t, natstest.Read(t, js, stream), ids)
 }
 
@@ -302,7 +304,7 @@ func (s *legacyStore) ReadBackMark(ctx context.Context) (uint64, time.Time, erro
 	return s.Store.ReadBackMark(ctx)
 }
 
-func (s *legacyStore) Record(ctx context.Context, acks []boltstore.Ack, fails []boltstore.Failure, mark uint64) error {
+func (s *legacyStore) Record(ctx context.Context, acks []outbox.Ack, fails []outbox.Failure, mark uint64) error {
 	if err := s.Store.Record(ctx, acks, fails, mark); err != nil {
 		return err
 	}
@@ -346,9 +348,9 @@ func TestLegacyTimeMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := run(r)
-	natstest.Eventually(t, 10*time.Second, "10 completed by the read-back", func() bool { return completed(t, store) == 10 })
+	poll.Until(t, 10*time.Second, "10 completed by the read-back", func() bool { return completed(t, store) == 10 })
 	// Then the file gets a sequence mark: the stream's next sequence, 16.
-	natstest.Eventually(t, 10*time.Second, "the mark at 16", func() bool {
+	poll.Until(t, 10*time.Second, "the mark at 16", func() bool {
 		from, _, err := store.ReadBackMark(context.Background())
 		return err == nil && from == 16
 	})
@@ -358,6 +360,17 @@ func TestLegacyTimeMark(t *testing.T) {
 	if n := cp.n.Load(); n != 0 {
 		t.Errorf("%d events published again, want none", n)
 	}
+}
+
+// countingPublisher is the real publisher, counting publishes.
+type countingPublisher struct {
+	*publisher.Publisher
+	n atomic.Int64
+}
+
+func (c *countingPublisher) PublishAsync(e *outbox.Event, attempt int) (<-chan outbox.PublishResult, error) {
+	c.n.Add(1)
+	return c.Publisher.PublishAsync(e, attempt)
 }
 
 func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {

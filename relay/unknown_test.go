@@ -2,14 +2,13 @@ package relay_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/fitiqcore/outbox"
-	"github.com/fitiqcore/outbox/boltstore"
-	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/fitiqcore/outbox/relay"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestUnknownOutcomeIsNeverFailed settles a suspected defect (issue 9): an
@@ -21,8 +20,7 @@ import (
 // fails the event at max_attempts: failed means the stream does not hold it.
 func TestUnknownOutcomeIsNeverFailed(t *testing.T) {
 	const window = time.Second
-	timeout := answer{err: jetstream.ErrAsyncPublishTimeout}
-	refused := answer{err: &jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}}
+	timeout := timedOut
 	tests := []struct {
 		name        string
 		maxAttempts int
@@ -42,16 +40,30 @@ func TestUnknownOutcomeIsNeverFailed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pub := &fakePublisher{last: 10, script: func(e *outbox.Event, attempt int) answer {
+			clk := newClock()
+			pub := newFakePublisher(clk.Now, func(e *outbox.Event, attempt int) answer {
 				if attempt <= len(tt.answers) {
 					return tt.answers[attempt-1]
 				}
 				return answer{}
-			}}
-			l := startLoop(t, pub, relay.Config{DuplicateWindow: window})
+			})
+			pub.last = 10
+			store := newFakeStore(clk.Now)
+			l := startLoop(t, store, pub, relay.Config{DuplicateWindow: window, Now: clk.Now})
 			e := &outbox.Event{Type: "unknown.outcome", MaxAttempts: tt.maxAttempts}
 			l.enqueue(e)
-			natstest.Eventually(t, 10*time.Second, "the event completed or failed", func() bool {
+			// Each retry falls due when the clock reaches its Next.
+			for seen := 0; seen < 10; {
+				poll.Until(t, 5*time.Second, fmt.Sprintf("outcome %d", seen+1), func() bool { return len(l.of(e.ID)) > seen })
+				outs := l.of(e.ID)
+				seen = len(outs)
+				if o := outs[seen-1]; o.Kind != relay.Retried {
+					break
+				}
+				clk.set(outs[seen-1].Next)
+				store.signal()
+			}
+			poll.Until(t, 5*time.Second, "the event completed or failed", func() bool {
 				return l.get(e.ID).Status != outbox.StatusPending && len(l.of(e.ID)) == l.get(e.ID).AttemptCount
 			})
 			got := l.get(e.ID)
@@ -89,26 +101,29 @@ func TestUnknownOutcomeOfDeletedEventIsForgotten(t *testing.T) {
 	ctx := context.Background()
 	for _, op := range []struct {
 		name string
-		do   func(s *boltstore.Store, id string) error
+		do   func(s *fakeStore, id string) error
 	}{
-		{"deleted", func(s *boltstore.Store, id string) error { return s.Delete(ctx, id) }},
-		{"completed", func(s *boltstore.Store, id string) error { return s.MarkCompleted(ctx, id) }},
-		{"failed", func(s *boltstore.Store, id string) error { return s.MarkFailed(ctx, id, "given up by an operator") }},
+		{"deleted", func(s *fakeStore, id string) error { return s.Delete(ctx, id) }},
+		{"completed", func(s *fakeStore, id string) error { return s.MarkCompleted(ctx, id) }},
+		{"failed", func(s *fakeStore, id string) error { return s.MarkFailed(ctx, id, "given up by an operator") }},
 	} {
 		t.Run(op.name, func(t *testing.T) {
-			var x *outbox.Event
-			pub := &fakePublisher{last: 100, script: func(e *outbox.Event, attempt int) answer {
+			x := &outbox.Event{Type: "unknown.outcome"}
+			store := newFakeStore(nil)
+			if _, err := store.Enqueue(ctx, x); err != nil { // x.ID is set before the relay publishes it
+				t.Fatal(err)
+			}
+			pub := newFakePublisher(nil, func(e *outbox.Event, attempt int) answer {
 				if e.ID == x.ID {
-					return answer{err: jetstream.ErrAsyncPublishTimeout}
+					return timedOut
 				}
 				return answer{}
-			}}
+			})
+			pub.last = 100
 			// A long backoff: x is not published again during the test.
 			cfg := relay.Config{Retry: outbox.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1}, DuplicateWindow: 4 * time.Hour}
-			l := startLoop(t, pub, cfg, func(r *relay.Relay) { relay.SetSweep(r, 20*time.Millisecond, 50*time.Millisecond) })
-			x = &outbox.Event{Type: "unknown.outcome"}
-			l.enqueue(x)
-			natstest.Eventually(t, 5*time.Second, "x's unknown outcome", func() bool { return len(l.of(x.ID)) == 1 })
+			l := startLoop(t, store, pub, cfg, func(r *relay.Relay) { relay.SetSweep(r, 20*time.Millisecond, 50*time.Millisecond) })
+			poll.Until(t, 5*time.Second, "x's unknown outcome", func() bool { return len(l.of(x.ID)) == 1 })
 			if o := l.of(x.ID)[0]; o.Kind != relay.Retried || !o.Unknown {
 				t.Fatalf("x: %s (unknown %v), want retried of unknown outcome", o.Kind, o.Unknown)
 			}
@@ -117,17 +132,17 @@ func TestUnknownOutcomeOfDeletedEventIsForgotten(t *testing.T) {
 				ys = append(ys, &outbox.Event{Type: "after"})
 			}
 			l.enqueue(ys...)
-			natstest.Eventually(t, 5*time.Second, "ys published", func() bool { return len(l.of(ys[2].ID)) == 1 })
+			poll.Until(t, 5*time.Second, "ys published", func() bool { return len(l.of(ys[2].ID)) == 1 })
 			// x was sent when the stream's last sequence was 100: the mark
 			// stays at 101 while x may yet be in the stream.
 			if m := l.mark(); m != 101 {
 				t.Fatalf("mark %d with x's outcome unknown, want 101", m)
 			}
-			if err := op.do(l.store, x.ID); err != nil {
+			if err := op.do(store, x.ID); err != nil {
 				t.Fatal(err)
 			}
 			// y's acks reached sequence 103.
-			natstest.Eventually(t, 5*time.Second, "the mark past the forgotten x (104)", func() bool { return l.mark() == 104 })
+			poll.Until(t, 5*time.Second, "the mark past the forgotten x (104)", func() bool { return l.mark() == 104 })
 		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 )
 
 // relayOpts shape the config of an in-process relay serve.
@@ -124,7 +125,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 			r.log.mu.Unlock()
 		}
 	})
-	natstest.Eventually(t, 20*time.Second, "relay /readyz", func() bool {
+	poll.Until(t, 20*time.Second, "relay /readyz", func() bool {
 		select {
 		case err := <-r.done:
 			r.stopped = true
@@ -140,7 +141,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 	})
 	// NATS is connected once ready; the stream is created (when managed) by
 	// the relay loop a moment later. Tests start from a settled state.
-	natstest.Eventually(t, 20*time.Second, "stream found", func() bool {
+	poll.Until(t, 20*time.Second, "stream found", func() bool {
 		req, _ := http.NewRequest(http.MethodGet, r.base+"/v1/status", nil)
 		if o.token != "" {
 			req.Header.Set("Authorization", "Bearer "+o.token)
@@ -222,7 +223,7 @@ func (r *testRelay) post(body string) *outbox.Event {
 func (r *testRelay) waitStatus(id string, want outbox.Status) *outbox.Event {
 	r.t.Helper()
 	var e outbox.Event
-	natstest.Eventually(r.t, 20*time.Second, "event "+id+" "+string(want), func() bool {
+	poll.Until(r.t, 20*time.Second, "event "+id+" "+string(want), func() bool {
 		r.api(http.MethodGet, "/v1/events/"+id, "", &e)
 		return e.Status == want
 	})

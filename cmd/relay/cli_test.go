@@ -17,6 +17,7 @@ import (
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -418,12 +419,12 @@ func TestServeAdmissionAndMetrics(t *testing.T) {
 	}
 
 	// The failed attempt is counted as retried.
-	natstest.Eventually(t, 10*time.Second, "first attempt", func() bool {
+	poll.Until(t, 10*time.Second, "first attempt", func() bool {
 		var e outbox.Event
 		r.api(http.MethodGet, "/v1/events/"+first.ID, "", &e)
 		return e.AttemptCount == 1
 	})
-	natstest.Eventually(t, 5*time.Second, "retried counted", func() bool {
+	poll.Until(t, 5*time.Second, "retried counted", func() bool {
 		return strings.Contains(scrapeMetrics(t, r.addr), `outbox_events_retried_total{type="mood.created"} 1`)
 	})
 	contains(t, "/metrics of the stuck relay", scrapeMetrics(t, r.addr),
@@ -468,7 +469,7 @@ func TestServeRetention(t *testing.T) {
 
 	swept := startRelay(t, relayOpts{retention: "300ms"})
 	cli(t, "", "test-sync", "--addr", swept.addr, "--type", "t", "--count", "20", "--wait").wantCode(t, 0)
-	natstest.Eventually(t, 10*time.Second, "completed events swept", func() bool {
+	poll.Until(t, 10*time.Second, "completed events swept", func() bool {
 		swept.api(http.MethodGet, "/v1/stats", "", &st)
 		return st.Total == 0
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/relay"
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 )
@@ -388,6 +389,142 @@ func TestEmbeddedMaxPayload(t *testing.T) {
 			if !strings.Contains(string(b), figure) {
 				t.Errorf("%s does not say %q", doc, figure)
 			}
+		}
+	}
+}
+
+// TestConfigLibraryRules: a rule on a library's setting is the library's
+// own. The daemon reports the error of the library's Validate (on what serve
+// builds for it) in the library's words, under the yaml key of the Go field
+// it names (libraryKeys), and has no check of its own in front of it. Every
+// field of libraryKeys has a row, and every key it names is a key of the file.
+func TestConfigLibraryRules(t *testing.T) {
+	const ext = "nats:\n  url: nats://127.0.0.1:4222\n"
+	store := func(c *Config) error { return storeOptions(c).Validate() }
+	pub := func(c *Config) error { pc := c.publisherConfig(c.natsURL()); return pc.Validate() }
+	api := func(c *Config) error { o := c.httpOptions(); return o.Validate() }
+	rel := func(c *Config) error { rc := c.relayConfig(); return rc.Validate() }
+	tests := []struct {
+		name, body string
+		lib        func(*Config) error // the library's Validate
+		field      string              // of libraryKeys: "<package>.<Go field>"
+		key        string              // the yaml key the error is reported under
+	}{
+		{"payload negative", ext + "store:\n  max_payload: -1\n", store, "boltstore.Event.MaxPayload", "store.max_payload"},
+		{"payload over 64 MiB", ext + "store:\n  max_payload: 67108865\nhttp:\n  max_body_bytes: 1073741824\n  max_inflight_body_bytes: 1073741824\n", store, "boltstore.Event.MaxPayload", "store.max_payload"},
+		{"max attempts", "retry:\n  max_attempts: 1001\n", store, "boltstore.Event.MaxAttempts", "retry.max_attempts"},
+		{"max pending", "store:\n  max_pending: -1\n", store, "boltstore.MaxPending", "store.max_pending"},
+		{"max bytes", "store:\n  max_bytes: 2199023255552\n", store, "boltstore.MaxBytes", "store.max_bytes"},
+		{"max pending age", "store:\n  max_pending_age: 1ns\n", store, "boltstore.MaxPendingAge", "store.max_pending_age"},
+		{"subject prefix", "stream:\n  subject_prefix: 'a.*'\n", pub, "publisher.SubjectPrefix", "stream.subject_prefix"},
+		{"source", "stream:\n  source: 'urn:a b'\n", pub, "publisher.Source", "stream.source"},
+		{"stream name with a dot", "stream:\n  name: 'a.b'\n", pub, "publisher.Stream.Name", "stream.name"},
+		{"stream name too long", "stream:\n  name: " + strings.Repeat("S", outbox.MaxNameLen+1) + "\n", pub, "publisher.Stream.Name", "stream.name"},
+		{"replicas", "stream:\n  replicas: 7\n", pub, "publisher.Stream.Replicas", "stream.replicas"},
+		{"storage", "stream:\n  storage: disk\n", pub, "publisher.Stream.Storage", "stream.storage"},
+		{"duplicate window short", "stream:\n  duplicate_window: 1ms\n", pub, "publisher.Stream.DuplicateWindow", "stream.duplicate_window"},
+		{"duplicate window long", "stream:\n  duplicate_window: 200h\nstore:\n  idempotency_window: 300h\n", pub, "publisher.Stream.DuplicateWindow", "stream.duplicate_window"},
+		{"retry initial interval", "retry:\n  initial_interval: -1s\n", pub, "publisher.Retry", "retry.initial_interval"},
+		{"retry max interval", "retry:\n  initial_interval: 10s\n  max_interval: 1s\n", pub, "publisher.Retry", "retry.max_interval"},
+		{"retry multiplier", "retry:\n  multiplier: 0.5\n", pub, "publisher.Retry", "retry.multiplier"},
+		{"publish timeout", "nats:\n  publish_timeout: 1ns\n", pub, "publisher.PublishTimeout", "nats.publish_timeout"},
+		{"max in flight negative", "relay:\n  max_in_flight: -1\n", pub, "publisher.MaxPending", "relay.max_in_flight"},
+		{"max in flight over", "relay:\n  max_in_flight: 2000000\n", pub, "publisher.MaxPending", "relay.max_in_flight"},
+		{"http token", "http:\n  token: 'a b'\n", api, "httpapi.Token", "http.token"},
+		{"jitter", "retry:\n  jitter: .nan\n", rel, "relay.Jitter", "retry.jitter"},
+		{"event type", "event_types:\n  - mood.created\n  - 'mood.*'\n", api, "httpapi.AllowedTypes[]", "event_types[1]"},
+	}
+	keys := map[string]bool{}
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct {
+			return
+		}
+		for i := 0; i < typ.NumField(); i++ {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+			keys[prefix+name] = true
+			walk(typ.Field(i).Type, prefix+name+".")
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.field] = true
+		t.Run(tt.name, func(t *testing.T) {
+			// The library's own answer, on the file with the daemon's
+			// defaults and none of its checks.
+			var c Config
+			if err := decodeConfig([]byte(tt.body), &c); err != nil {
+				t.Fatal(err)
+			}
+			c.setDefaults()
+			libErr := tt.lib(&c)
+			if libErr == nil {
+				t.Fatalf("%s accepts it: the rule is not the library's", tt.field)
+			}
+			pkg, field, _ := strings.Cut(tt.field, ".")
+			if !strings.HasPrefix(libErr.Error(), pkg+": ") {
+				t.Errorf("library error %q does not start with %q", libErr, pkg+": ")
+			}
+			var reason string
+			if ve, ok := errors.AsType[*outbox.ValidationError](libErr); ok {
+				// A retry policy, held to outbox.RetryPolicy.Validate, which
+				// names the fields of an event's retry as the file does.
+				reason = ve.Reason
+				if ve.Field != tt.key {
+					t.Errorf("outbox names %q, want the key %q", ve.Field, tt.key)
+				}
+			} else {
+				name := strings.TrimSuffix(field, "[]")
+				if strings.HasSuffix(field, "[]") {
+					name += tt.key[strings.Index(tt.key, "["):]
+				}
+				_, after, ok := strings.Cut(libErr.Error(), ": "+name+": ")
+				if !ok {
+					t.Fatalf("library error %q does not name the Go field %s", libErr, name)
+				}
+				reason = after
+			}
+			for k := range keys { // outbox's retry fields excepted (above)
+				if strings.Contains(k, ".") && strings.Contains(libErr.Error(), k) && !strings.HasPrefix(k, "retry.") {
+					t.Errorf("library error %q names the daemon's key %s", libErr, k)
+				}
+			}
+			// The daemon's answer: that reason, under the yaml key.
+			path := writeFile(t, tt.body)
+			_, err := loadConfig(path)
+			want := path + ": config: " + tt.key + ": " + reason
+			if err == nil || err.Error() != want || !errors.Is(err, errConfig) {
+				t.Errorf("loadConfig: %v\nwant        %s", err, want)
+			}
+		})
+	}
+	// The relay's rules that the publisher's, checked first, shadow: were
+	// they ever to differ, the relay's error names its key too.
+	for _, tt := range []struct {
+		field, key string
+		edit       func(*relay.Config)
+	}{
+		{"relay.Retry", "retry.multiplier", func(rc *relay.Config) { rc.Retry.Multiplier = 0.5 }},
+		{"relay.DuplicateWindow", "stream.duplicate_window", func(rc *relay.Config) { rc.DuplicateWindow = time.Millisecond }},
+	} {
+		covered[tt.field] = true
+		c, _ := loadConfig("")
+		rc := c.relayConfig()
+		tt.edit(&rc)
+		if err := libraryError("relay", rc.Validate()); err == nil || !strings.HasPrefix(err.Error(), "config: "+tt.key+": ") {
+			t.Errorf("%s: %v, want it under %s", tt.field, err, tt.key)
+		}
+	}
+	for field, key := range libraryKeys {
+		if !keys[strings.TrimSuffix(key, "[]")] {
+			t.Errorf("libraryKeys: %s maps onto %q, which is no key of the file", field, key)
+		}
+		if !covered[field] {
+			t.Errorf("libraryKeys: no row for %s", field)
 		}
 	}
 }

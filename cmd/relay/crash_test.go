@@ -18,6 +18,7 @@ import (
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/google/uuid"
 )
 
@@ -51,7 +52,7 @@ func (c *child) start() {
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	natstest.Eventually(c.t, 15*time.Second, "relay /healthz", func() bool {
+	poll.Until(c.t, 15*time.Second, "relay /healthz", func() bool {
 		resp, err := http.Get("http://" + c.addr + "/healthz")
 		if err != nil {
 			return false
@@ -239,7 +240,7 @@ func TestCrashSIGKILLLosesNothingAndDuplicatesNothing(t *testing.T) {
 		// Let the clients get some batches through, a different number each
 		// time, so the kills land at different points of ingest and drain.
 		at := progress.Load() + int64(1+k%5)
-		natstest.Eventually(t, 30*time.Second, fmt.Sprintf("progress before kill %d", k+1), func() bool { return progress.Load() >= at })
+		poll.Until(t, 30*time.Second, fmt.Sprintf("progress before kill %d", k+1), func() bool { return progress.Load() >= at })
 		if st := c.stats(); st["pending"] > 0 {
 			withBacklog++
 		}
@@ -266,7 +267,7 @@ func TestCrashSIGKILLLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if withBacklog == 0 {
 		t.Errorf("no kill landed while events were pending")
 	}
-	natstest.Eventually(t, 60*time.Second, "backlog drained", func() bool {
+	poll.Until(t, 60*time.Second, "backlog drained", func() bool {
 		st := c.stats()
 		return st["pending"] == 0 && st["completed"] == int64(len(acked))
 	})

@@ -75,7 +75,7 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*server.Server, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("embedded nats: %w", err)
 	}
-	go ns.Start()
+	ns.Start() // it does not block
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		return nil, "", fmt.Errorf("embedded nats: not ready on %s (is the port in use? set nats.embedded_addr or nats.url)", cfg.NATS.EmbeddedAddr)

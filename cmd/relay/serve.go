@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"time"
 
-	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/fitiqcore/outbox/metrics"
@@ -134,51 +132,9 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}.run(ctx)
 }
 
-// storeOptions maps the config onto the store's options.
-func storeOptions(cfg *Config) *boltstore.Options {
-	horizon := *cfg.Store.EntityHorizon
-	if horizon == 0 {
-		horizon = -1 // store.entity_horizon 0s: never forget (the store's negative)
-	}
-	return &boltstore.Options{
-		Timeout:           time.Second,
-		Event:             outbox.Options{MaxAttempts: cfg.Retry.MaxAttempts, MaxPayload: cfg.Store.MaxPayload},
-		StaleAfter:        cfg.Store.StaleAfter,
-		Retention:         *cfg.Retention.Completed,
-		RemoveOnAck:       *cfg.Retention.Completed == 0,
-		MaxPending:        cfg.Store.MaxPending,
-		MaxBytes:          cfg.Store.MaxBytes,
-		MaxPendingAge:     cfg.Store.MaxPendingAge,
-		IdempotencyWindow: cfg.Store.IdempotencyWindow,
-		EntityHorizon:     horizon,
-	}
-}
-
-// natsAuth is the relay's own credentials: nats.embedded_auth for the
-// embedded server, the client keys for the server of nats.url.
-func natsAuth(n NATSConfig) publisher.Auth {
-	if n.URL == "" {
-		return publisher.Auth{User: n.EmbeddedAuth.User, Password: n.EmbeddedAuth.Password, Token: n.EmbeddedAuth.Token}
-	}
-	return publisher.Auth{
-		User: n.User, Password: n.Password, Token: n.Token,
-		NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
-		TLSCAFile: n.TLS.CAFile, TLSCertFile: n.TLS.CertFile, TLSKeyFile: n.TLS.KeyFile,
-	}
-}
-
 // verifyType is the type of the probe event of relay verify; it is always
 // allowed, whatever event_types says.
 const verifyType = "outbox.verify"
-
-// allowedTypes is the ingest allowlist: event_types, plus the probe type of
-// relay verify; empty (any type) when event_types is.
-func allowedTypes(types []string) []string {
-	if len(types) == 0 || slices.Contains(types, verifyType) {
-		return types
-	}
-	return append(slices.Clone(types), verifyType)
-}
 
 // checkExposure refuses to serve the API on a non-loopback address without
 // a token: anyone reaching it could read, retry and delete events.

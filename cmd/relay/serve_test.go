@@ -19,6 +19,7 @@ import (
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -46,7 +47,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 			logw.mu.Unlock()
 		}
 	}()
-	natstest.Eventually(t, 15*time.Second, "healthz", func() bool {
+	poll.Until(t, 15*time.Second, "healthz", func() bool {
 		r, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
@@ -65,7 +66,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	if resp.StatusCode != 201 || ev.Status != "pending" {
 		t.Fatalf("POST: %d %+v", resp.StatusCode, ev)
 	}
-	natstest.Eventually(t, 10*time.Second, "event completed", func() bool {
+	poll.Until(t, 10*time.Second, "event completed", func() bool {
 		r, err := http.Get("http://" + httpAddr + "/v1/events/" + ev.ID)
 		if err != nil {
 			return false
@@ -299,7 +300,7 @@ func TestServicesStop(t *testing.T) {
 			s := startServices(t, ctx, http.NotFoundHandler(), rl, retention, tc.closeListener)
 			<-swept
 			if tc.retentionErr != nil {
-				natstest.Eventually(t, 5*time.Second, "the sweep's error logged", func() bool {
+				poll.Until(t, 5*time.Second, "the sweep's error logged", func() bool {
 					return strings.Contains(s.logged(), "retention sweep stopped")
 				})
 				if !s.listening() {
@@ -377,7 +378,7 @@ func TestServicesStopIngestBeforeDrain(t *testing.T) {
 	cancel()
 	// Shutdown has begun once the listener is closed; the relay must not be
 	// interrupted while the request it holds is in progress.
-	natstest.Eventually(t, 5*time.Second, "the listener closed", func() bool { return !s.listening() })
+	poll.Until(t, 5*time.Second, "the listener closed", func() bool { return !s.listening() })
 	select {
 	case <-rl.stopped:
 		t.Fatal("the relay was interrupted before ingest stopped")

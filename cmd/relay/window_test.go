@@ -13,6 +13,7 @@ import (
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/internal/natstest"
+	"github.com/fitiqcore/outbox/internal/poll"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -76,7 +77,7 @@ log:
 						t.Fatal("batch refused")
 					}
 				}
-				natstest.Eventually(t, 20*time.Second, "publishing under way", func() bool {
+				poll.Until(t, 20*time.Second, "publishing under way", func() bool {
 					st := c.stats()
 					return st["completed"] > int64(try*5000)
 				})
@@ -101,7 +102,7 @@ log:
 
 			time.Sleep(5 * time.Second) // past the 1 s duplicate window
 			c.start()
-			natstest.Eventually(t, 60*time.Second, "backlog drained", func() bool {
+			poll.Until(t, 60*time.Second, "backlog drained", func() bool {
 				st := c.stats()
 				return st["pending"] == 0 && st["completed"] == int64(len(ids))
 			})

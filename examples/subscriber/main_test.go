@@ -24,7 +24,7 @@ func TestRunRecordsEveryEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
+	s.Start() // it does not block
 	if !s.ReadyForConnections(5 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}

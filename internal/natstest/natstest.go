@@ -47,7 +47,7 @@ func (s *Server) start() {
 	if err != nil {
 		s.tb.Fatalf("natstest: %v", err)
 	}
-	go ns.Start()
+	ns.Start() // it does not block
 	if !ns.ReadyForConnections(10 * time.Second) {
 		s.tb.Fatalf("natstest: server not ready on port %d", s.opts.Port)
 	}
@@ -145,16 +145,4 @@ func Read(tb testing.TB, js jetstream.JetStream, stream string) []*outbox.Event 
 		}
 	}
 	return out
-}
-
-// Eventually polls cond every 10ms until it holds or timeout passes.
-func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
