@@ -115,13 +115,13 @@ func (enc *Encoder) Message(e *Event, attempt int) *nats.Msg {
 }
 
 // headerCap is the most headers a message has: the map is sized once.
-const headerCap = 18
+const headerCap = 21
 
 // message is a message and the backing array of its per-event header values,
 // allocated together.
 type message struct {
 	msg  nats.Msg
-	vals [12]string
+	vals [15]string
 }
 
 // message builds e's message. source and retry stand in for the Encoder's
@@ -141,6 +141,10 @@ func (enc *Encoder) message(e *Event, attempt int, source string, retry *RetryPo
 		buf = strconv.AppendUint(buf, e.EntitySeq, 10)
 	}
 	seqEnd := len(buf)
+	if !e.DeliverAt.IsZero() {
+		buf = e.DeliverAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	}
+	deliverEnd := len(buf)
 	buf = append(buf, e.Metadata...)
 	s := string(buf)
 
@@ -188,7 +192,16 @@ func (enc *Encoder) message(e *Event, attempt int, source string, retry *RetryPo
 		h[HeaderIsNewRecord] = falseValue
 	}
 	if len(e.Metadata) > 0 {
-		set(HeaderMetadata, s[seqEnd:])
+		set(HeaderMetadata, s[deliverEnd:])
+	}
+	if !e.DeliverAt.IsZero() {
+		set(HeaderDeliverAt, s[seqEnd:deliverEnd])
+	}
+	if e.TraceParent != "" {
+		set(HeaderTraceParent, e.TraceParent)
+		if e.TraceState != "" {
+			set(HeaderTraceState, e.TraceState)
+		}
 	}
 	if e.Retry != nil || enc.retry == nil {
 		if e.Retry != nil {
@@ -239,6 +252,8 @@ func FromMessage(h nats.Header, data []byte) (*Event, error) {
 		EntityID:    get(HeaderSubject),
 		UserID:      get(HeaderUserID),
 		ContentType: get(HeaderContentType),
+		TraceParent: get(HeaderTraceParent),
+		TraceState:  get(HeaderTraceState),
 		Payload:     data,
 	}
 	var err error
@@ -265,6 +280,11 @@ func FromMessage(h nats.Header, data []byte) (*Event, error) {
 	if v := get(HeaderTime); v != "" && err == nil {
 		if e.CreatedAt, err = time.Parse(time.RFC3339Nano, v); err != nil {
 			err = fmt.Errorf("%w: header %s: %v", ErrInvalidEvent, HeaderTime, err)
+		}
+	}
+	if v := get(HeaderDeliverAt); v != "" && err == nil {
+		if e.DeliverAt, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			err = fmt.Errorf("%w: header %s: %v", ErrInvalidEvent, HeaderDeliverAt, err)
 		}
 	}
 	if v := get(HeaderMetadata); v != "" && err == nil {

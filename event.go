@@ -69,6 +69,19 @@ type Event struct {
 	Payload     []byte          `json:"-"`                  // see MarshalJSON
 	ContentType string          `json:"content_type"`
 	Retry       *RetryPolicy    `json:"retry,omitempty"`
+	// DeliverAt, when set, is the earliest time the relay publishes the
+	// event (delayed delivery, ce-deliverat): until then it is pending with
+	// next_attempt_at = deliver_at, and later events of its entity wait
+	// behind it. A time past means now; at most MaxDeliverAhead ahead of the
+	// store's clock. A time before MinCreatedAt is taken as none (Prepare).
+	DeliverAt time.Time `json:"deliver_at,omitzero"`
+	// TraceParent and TraceState are the W3C trace context of the request
+	// that wrote the event (ce-traceparent, ce-tracestate: the CloudEvents
+	// distributed-tracing extension), captured when it is written so that a
+	// subscriber's span joins that request's trace. They are not content:
+	// a re-post of the event from another request is the same event.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 
 	Status    Status `json:"status"`
 	EntitySeq uint64 `json:"entity_seq"` // 1, 2, 3, ... per entity_id; 0 without one
@@ -144,6 +157,9 @@ func (e *Event) Prepare(o Options) error {
 	if e.ContentType == "" {
 		e.ContentType = ContentTypeBinary
 	}
+	if !e.DeliverAt.IsZero() && e.DeliverAt.Before(MinCreatedAt) {
+		e.DeliverAt = time.Time{} // long past: now (and a time every record holds)
+	}
 	return e.Validate(o)
 }
 
@@ -186,6 +202,12 @@ func (e *Event) Validate(o Options) error {
 		if err := e.Retry.Validate(); err != nil {
 			return err
 		}
+	}
+	if err := validateDeliverAt(e.DeliverAt, o.now()); err != nil {
+		return err
+	}
+	if err := ValidateTraceContext(e.TraceParent, e.TraceState); err != nil {
+		return err
 	}
 	if lim := o.maxPayload(); len(e.Payload) > lim {
 		v := invalid("payload", "%d bytes, over the limit of %d", len(e.Payload), lim)
@@ -271,7 +293,7 @@ func (e *Event) SameContent(o *Event) bool {
 	return e.ID == o.ID && e.Type == o.Type && e.EntityID == o.EntityID && e.UserID == o.UserID &&
 		e.Priority == o.Priority && e.IsNewRecord == o.IsNewRecord && e.MaxAttempts == o.MaxAttempts &&
 		jsonEqual(e.Metadata, o.Metadata) && bytes.Equal(e.Payload, o.Payload) &&
-		e.ContentType == o.ContentType && retryEqual(e.Retry, o.Retry)
+		e.ContentType == o.ContentType && retryEqual(e.Retry, o.Retry) && e.DeliverAt.Equal(o.DeliverAt)
 }
 
 func retryEqual(a, b *RetryPolicy) bool {
@@ -443,6 +465,10 @@ func (e *Event) ContentHash() uint64 {
 		num(math.Float64bits(r.Multiplier))
 	} else {
 		num(0)
+	}
+	if !e.DeliverAt.IsZero() { // hashed only when set: older hashes hold
+		num(2)
+		num(uint64(e.DeliverAt.UnixNano()))
 	}
 	return h.Sum64()
 }

@@ -39,6 +39,13 @@ const (
 	// MaxClockAhead is how far in the future a client's created_at may lie
 	// (a device with a fast clock); MinCreatedAt is the earliest accepted.
 	MaxClockAhead = 24 * time.Hour
+
+	// MaxDeliverAhead bounds deliver_at: a year and a day ahead of the
+	// store's clock.
+	MaxDeliverAhead = 366 * 24 * time.Hour
+	// MaxTraceStateLen bounds tracestate: W3C asks to propagate at least
+	// 512 bytes, and it travels in a header.
+	MaxTraceStateLen = 512
 )
 
 // The stream's duplicate window: JetStream de-duplicates a message id
@@ -84,7 +91,8 @@ const MaxHeaderBlock = 65535
 // max_payload for e's message: the payload plus the header block.
 func (e *Event) WireSize() int {
 	return len(e.Payload) + HeaderAllowance +
-		2*len(e.ID) + len(e.Type) + len(e.EntityID) + len(e.UserID) + len(e.Metadata) + len(e.ContentType)
+		2*len(e.ID) + len(e.Type) + len(e.EntityID) + len(e.UserID) + len(e.Metadata) + len(e.ContentType) +
+		len(e.TraceParent) + len(e.TraceState)
 }
 
 // MessageLimit is the most WireSize an event may have on a broker whose
@@ -183,6 +191,15 @@ func validateCreatedAt(t, now time.Time) error {
 	}
 	if t.After(now.Add(MaxClockAhead)) {
 		return invalid("created_at", "%s is more than %s ahead of this host's clock", t.UTC().Format(time.RFC3339Nano), MaxClockAhead)
+	}
+	return nil
+}
+
+// validateDeliverAt checks a deliver_at: at most MaxDeliverAhead past now
+// (a time past means now).
+func validateDeliverAt(t, now time.Time) error {
+	if !t.IsZero() && t.After(now.Add(MaxDeliverAhead)) {
+		return invalid("deliver_at", "%s is more than %dh (366 days) ahead", t.UTC().Format(time.RFC3339Nano), MaxDeliverAhead/time.Hour)
 	}
 	return nil
 }

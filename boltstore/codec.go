@@ -17,7 +17,8 @@ import (
 //	  0   1  version (3)
 //	  1   1  status code
 //	  2   1  priority
-//	  3   1  flags: 1 is_new_record, 2 a retry policy follows
+//	  3   1  flags: 1 is_new_record, 2 a retry policy follows, 4 a
+//	         deliver_at follows, 8 a trace context follows
 //	  4   4  attempt_count
 //	  8   4  max_attempts
 //	 12   8  last_attempt_at  (unix ns; 0 = none)
@@ -30,8 +31,13 @@ import (
 //	 76   8  content hash (outbox.Event.ContentHash)
 //	 84   4  offset of last_error
 //	 88      type, entity_id, user_id, content_type, metadata (each uvarint
-//	         length + bytes), retry (3 × 8 when flagged), payload (uvarint
-//	         length + bytes), then last_error up to the end.
+//	         length + bytes), retry (3 × 8 when flagged), deliver_at (unix
+//	         ns, 8, when flagged), traceparent and tracestate (each uvarint
+//	         length + bytes, when flagged), payload (uvarint length +
+//	         bytes), then last_error up to the end.
+//
+// The flags 4 and 8 came after the layout (issue 12): a record without them
+// is one written before, and reads as it did.
 //
 // What the relay changes — status, attempts, times, last_error — is patched
 // in a copy of the stored bytes (an ack does not decode or encode the event),
@@ -58,6 +64,8 @@ const (
 	recordHeader  = 88
 	flagNewRecord = 1
 	flagRetry     = 2
+	flagDeliverAt = 4
+	flagTrace     = 8
 )
 
 var errCorrupt = fmt.Errorf("%w: an event record does not decode", ErrCorrupt)
@@ -100,6 +108,12 @@ func encodeEvent(buf []byte, e *outbox.Event) []byte {
 	if e.Retry != nil {
 		h[offFlags] |= flagRetry
 	}
+	if !e.DeliverAt.IsZero() {
+		h[offFlags] |= flagDeliverAt
+	}
+	if e.TraceParent != "" {
+		h[offFlags] |= flagTrace
+	}
 	be.PutUint32(h[offAttempts:], uint32(e.AttemptCount))
 	be.PutUint32(h[offMax:], uint32(e.MaxAttempts))
 	be.PutUint64(h[offLastTry:], uint64(nanos(e.LastAttemptAt)))
@@ -122,6 +136,13 @@ func encodeEvent(buf []byte, e *outbox.Event) []byte {
 		buf = be.AppendUint64(buf, uint64(r.InitialInterval))
 		buf = be.AppendUint64(buf, uint64(r.MaxInterval))
 		buf = be.AppendUint64(buf, math.Float64bits(r.Multiplier))
+	}
+	if !e.DeliverAt.IsZero() {
+		buf = be.AppendUint64(buf, uint64(nanos(e.DeliverAt)))
+	}
+	if e.TraceParent != "" {
+		buf = appendString(buf, e.TraceParent)
+		buf = appendString(buf, e.TraceState)
 	}
 	buf = appendBytes(buf, e.Payload)
 	be.PutUint32(buf[start+offErrorAt:], uint32(len(buf)-start))
@@ -222,6 +243,21 @@ func decodeEvent(seq uint64, b []byte) (*outbox.Event, error) {
 			d.err = errCorrupt // never written: Validate refuses it
 		}
 		e.Retry = p
+	}
+	if r[offFlags]&flagDeliverAt != 0 {
+		if v := d.take(8); v != nil {
+			e.DeliverAt = fromNanos(int64(be.Uint64(v)))
+		}
+		if e.DeliverAt.IsZero() {
+			d.err = errCorrupt // flagged, so never zero
+		}
+	}
+	if r[offFlags]&flagTrace != 0 {
+		e.TraceParent = d.string()
+		e.TraceState = d.string()
+		if e.TraceParent == "" {
+			d.err = errCorrupt // flagged, so never empty
+		}
 	}
 	e.Payload = d.bytes()
 	if d.err == nil && len(d.b) != 0 {

@@ -28,6 +28,10 @@ func FuzzRecordCodec(f *testing.F) {
 			Retry: &outbox.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 2}},
 		{ID: uuid.NewString(), Type: "x", Status: outbox.StatusFailed, Seq: 3, MaxAttempts: 1, CreatedAt: t0, AcceptedAt: t0,
 			NextAttemptAt: t0.Add(time.Hour), Payload: []byte{0, 1, 2, 255}, ContentType: outbox.ContentTypeBinary},
+		{ID: uuid.NewString(), Type: "reminder.due", EntityID: "r-1", Status: outbox.StatusPending, Seq: 4, MaxAttempts: 5,
+			CreatedAt: t0, AcceptedAt: t0, DeliverAt: t0.Add(9 * time.Hour), NextAttemptAt: t0.Add(9 * time.Hour),
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "rojo=00f067aa0ba902b7",
+			Payload: []byte(`{}`), ContentType: outbox.ContentTypeJSON},
 	} {
 		f.Add(encodeEvent(nil, e))
 		f.Add(encodeV2(nil, e))
@@ -62,5 +66,6 @@ func sameRecord(a, b *outbox.Event) bool {
 	return a.SameContent(b) && a.Status == b.Status && a.Seq == b.Seq && a.EntitySeq == b.EntitySeq &&
 		a.AttemptCount == b.AttemptCount && a.LastError == b.LastError && bytes.Equal(a.Metadata, b.Metadata) &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.AcceptedAt.Equal(b.AcceptedAt) && a.LastAttemptAt.Equal(b.LastAttemptAt) &&
-		a.NextAttemptAt.Equal(b.NextAttemptAt) && a.CompletedAt.Equal(b.CompletedAt)
+		a.NextAttemptAt.Equal(b.NextAttemptAt) && a.CompletedAt.Equal(b.CompletedAt) &&
+		a.TraceParent == b.TraceParent && a.TraceState == b.TraceState
 }

@@ -13,7 +13,9 @@ import (
 // EnqueueTx adds events inside the caller's read-write transaction tx, which
 // must belong to DB(): the events commit or roll back with the caller's own
 // writes. It fills each event's id (a UUIDv7 when empty), defaults, seq,
-// entity_seq, status and created_at (kept when the caller set it).
+// entity_seq, status and created_at (kept when the caller set it). It has no
+// ctx: to store the trace context of the caller's span, set e.TraceParent
+// and e.TraceState from outbox.TraceFromContext.
 //
 // Re-enqueueing an id that is stored with the same content stores nothing
 // and fills the event from the store; with different content it fails with
@@ -65,12 +67,18 @@ func (s *Store) prepare(e *outbox.Event) error {
 // outcomes, commit in one transaction with one pair of fsyncs, as soon as
 // the previous commit returned. It returns when the events are durable, or
 // when ctx ends (the events may then still be stored: re-enqueueing the same
-// ids is safe). See EnqueueTx for ids, duplicates and errors.
+// ids is safe). See EnqueueTx for ids, duplicates and errors. An event
+// without a trace context of its own takes ctx's span's
+// (outbox.TraceFromContext).
 func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	parent, state := outbox.TraceFromContext(ctx)
 	for i, e := range events {
+		if e.TraceParent == "" && parent != "" {
+			e.TraceParent, e.TraceState = parent, state
+		}
 		if err := s.prepare(e); err != nil {
 			if len(events) > 1 {
 				return 0, fmt.Errorf("events[%d]: %w", i, err)
@@ -134,6 +142,11 @@ func (w *writer) enqueue(e *outbox.Event, now time.Time) error {
 	e.AcceptedAt = now
 	e.AttemptCount, e.LastError = 0, ""
 	e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt = time.Time{}, time.Time{}, time.Time{}
+	if e.DeliverAt.After(now) {
+		// Delayed delivery: filed as delayed once it is its entity's head,
+		// and the relay's timer wakes for it (Due's next).
+		e.NextAttemptAt = e.DeliverAt.UTC()
+	}
 	e.EntitySeq = 0
 	head := true
 	if e.EntityID != "" {

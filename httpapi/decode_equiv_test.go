@@ -43,6 +43,9 @@ func checkForTest(e *outbox.Event) error {
 // strings, text faults, time and retry errors, and every precedence
 // between them.
 var equivSeeds = []string{
+	`{"type":"reminder.due","entity_id":"r-1","deliver_at":"2026-12-02T09:00:00Z","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=1","payload":{}}`,
+	`{"type":"t","deliver_at":"tomorrow","traceparent":7}`,
+	`{"type":"t","deliver_at":null,"tracestate":"\u00e9","traceparent":null}`,
 	`{"type":"mood.created","entity_id":"m-1","user_id":"u1","payload":{"score":4}}`,
 	`{"id":"0192f0a0-0000-7000-8000-000000000001","type":"a.b","priority":9,"metadata":{"k":"v"},"payload_base64":"AAE=","content_type":"application/octet-stream"}`,
 	`{"type":"t","retry":{"initial_interval":"1s","max_interval":"1m","multiplier":2},"max_attempts":3,"is_new_record":true}`,

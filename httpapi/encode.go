@@ -67,11 +67,11 @@ func eventSize(e *outbox.Event) int {
 		return 4
 	}
 	n := 320 + len(e.ID) + len(e.Type) + len(e.EntityID) + len(e.UserID) + len(e.ContentType) +
-		len(e.Status) + len(e.LastError) + len(e.Metadata)
+		len(e.Status) + len(e.LastError) + len(e.Metadata) + len(e.TraceParent) + len(e.TraceState)
 	if e.Retry != nil {
 		n += 100
 	}
-	for _, t := range []time.Time{e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt} {
+	for _, t := range []time.Time{e.LastAttemptAt, e.NextAttemptAt, e.CompletedAt, e.DeliverAt} {
 		if !t.IsZero() {
 			n += 56
 		}
@@ -122,6 +122,22 @@ func appendEvent(b []byte, e *outbox.Event) ([]byte, bool) {
 		b = append(b, `,"multiplier":`...)
 		b = appendFloat(b, r.Multiplier)
 		b = append(b, '}')
+	}
+	if !e.DeliverAt.IsZero() {
+		b = append(b, `,"deliver_at":"`...)
+		var ok bool
+		if b, ok = appendTime(b, e.DeliverAt); !ok {
+			return b, false
+		}
+		b = append(b, '"')
+	}
+	if e.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, e.TraceParent)
+	}
+	if e.TraceState != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendString(b, e.TraceState)
 	}
 	b = append(b, `,"status":`...)
 	b = appendString(b, string(e.Status))

@@ -150,6 +150,11 @@ func FuzzAppendEvent(f *testing.F) {
 		if hasRetry {
 			e.Retry = &outbox.RetryPolicy{InitialInterval: time.Duration(initial), MaxInterval: time.Duration(maxInterval), Multiplier: multiplier}
 		}
+		if isNew {
+			// deliver_at and the trace context (issue 12), from the inputs
+			// there are, so that the corpus keeps its shape.
+			e.DeliverAt, e.TraceParent, e.TraceState = when(last^next), lastErr, entity
+		}
 		sameAnswer(t, e)
 	})
 }

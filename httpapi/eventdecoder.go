@@ -157,7 +157,7 @@ func isRetryKey(k string) bool {
 	return k == retryKeys[0] || k == retryKeys[1] || k == retryKeys[2]
 }
 
-func isTime(f field) bool { return f >= fCreatedAt && f <= fCompletedAt }
+func isTime(f field) bool { return f == fDeliverAt || f >= fCreatedAt && f <= fCompletedAt }
 
 // finish answers the faults of an event in the order encoding/json and
 // the checks before it did: unknown keys, then unknown keys of the retry
@@ -212,6 +212,10 @@ func (d *decoder) value(e *outbox.Event, p *payloadState, f field, v []byte, t *
 		return d.str(&e.ContentType, prev.ContentType, f, v, t), nil
 	case fLastError:
 		return d.str(&e.LastError, prev.LastError, f, v, t), nil
+	case fTraceParent:
+		return d.str(&e.TraceParent, prev.TraceParent, f, v, t), nil
+	case fTraceState:
+		return d.str(&e.TraceState, prev.TraceState, f, v, t), nil
 	case fStatus:
 		s := string(e.Status)
 		typ = d.str(&s, string(prev.Status), f, v, t)
@@ -250,7 +254,7 @@ func (d *decoder) value(e *outbox.Event, p *payloadState, f field, v []byte, t *
 			e.Retry = new(outbox.RetryPolicy)
 		}
 		*e.Retry = policy
-	case fCreatedAt, fAcceptedAt, fLastAttemptAt, fNextAttemptAt, fCompletedAt:
+	case fDeliverAt, fCreatedAt, fAcceptedAt, fLastAttemptAt, fNextAttemptAt, fCompletedAt:
 		return nil, timeOf(e, f).UnmarshalJSON(v) // as encoding/json: any value but null is the time's to read
 	case fPayload:
 		p.json, p.compact = v[:len(v):len(v)], !t.space

@@ -17,6 +17,9 @@ const (
 	fMetadata
 	fContentType
 	fRetry
+	fDeliverAt
+	fTraceParent
+	fTraceState
 	fStatus
 	fEntitySeq
 	fSeq
@@ -34,7 +37,7 @@ const (
 
 var eventKeys = [numFields]string{
 	"id", "type", "entity_id", "user_id", "priority", "is_new_record", "max_attempts", "metadata",
-	"content_type", "retry", "status", "entity_seq", "seq", "created_at", "accepted_at",
+	"content_type", "retry", "deliver_at", "traceparent", "tracestate", "status", "entity_seq", "seq", "created_at", "accepted_at",
 	"last_attempt_at", "next_attempt_at", "completed_at", "attempt_count", "last_error",
 	"payload", "payload_base64",
 }
@@ -66,6 +69,12 @@ func fieldOf(key []byte) (field, bool) {
 		return fContentType, true
 	case "retry":
 		return fRetry, true
+	case "deliver_at":
+		return fDeliverAt, true
+	case "traceparent":
+		return fTraceParent, true
+	case "tracestate":
+		return fTraceState, true
 	case "status":
 		return fStatus, true
 	case "entity_seq":
@@ -100,7 +109,7 @@ var sortedFields = func() []field {
 	for f := range numFields {
 		fs[f] = f
 	}
-	for i := 1; i < len(fs); i++ { // insertion sort: 22 keys, once
+	for i := 1; i < len(fs); i++ { // insertion sort: 25 keys, once
 		for j := i; j > 0 && eventKeys[fs[j]] < eventKeys[fs[j-1]]; j-- {
 			fs[j], fs[j-1] = fs[j-1], fs[j]
 		}

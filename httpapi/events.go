@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
@@ -25,6 +26,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := decodeSingle(body)
 	if err == nil {
+		withRequestTrace(r, e)
 		err = s.checkEvent(e)
 	}
 	if err != nil {
@@ -54,6 +56,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	withRequestTrace(r, events...)
 	created, err := s.store.Enqueue(r.Context(), events...)
 	if err != nil && len(events) == 1 && (errors.Is(err, outbox.ErrInvalidEvent) || errors.Is(err, boltstore.ErrDuplicate)) {
 		// The store names the event's index only among several (Store.Enqueue):
@@ -126,4 +129,29 @@ func (s *Server) reportEnqueued(events []*outbox.Event, created int) {
 		}
 	}
 	s.enqueued(fresh...)
+}
+
+// withRequestTrace gives the events that carry no traceparent of their own
+// the request's W3C trace context (its traceparent and tracestate headers),
+// so that they join the trace of the request that wrote them. A traceparent
+// header that does not parse is ignored, as W3C asks of a receiver (the
+// request is answered as without one); an event's own traceparent field is
+// validated with the event.
+func withRequestTrace(r *http.Request, events ...*outbox.Event) {
+	parent := strings.TrimSpace(r.Header.Get("traceparent"))
+	if parent == "" {
+		return
+	}
+	state := strings.TrimSpace(r.Header.Get("tracestate"))
+	if outbox.ValidateTraceContext(parent, state) != nil {
+		if outbox.ValidateTraceContext(parent, "") != nil {
+			return
+		}
+		state = "" // a bad tracestate alone is dropped, the traceparent kept
+	}
+	for _, e := range events {
+		if e.TraceParent == "" && e.TraceState == "" {
+			e.TraceParent, e.TraceState = parent, state
+		}
+	}
 }

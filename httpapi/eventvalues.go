@@ -21,6 +21,8 @@ func timeOf(e *outbox.Event, f field) *time.Time {
 		return &e.LastAttemptAt
 	case fNextAttemptAt:
 		return &e.NextAttemptAt
+	case fDeliverAt:
+		return &e.DeliverAt
 	}
 	return &e.CompletedAt
 }
