@@ -29,3 +29,25 @@ func ExampleEvent_Message() {
 	// outbox.mood.created
 	// true mood-1 1
 }
+
+type MoodLogged struct {
+	Score int    `json:"score"`
+	Note  string `json:"note,omitempty"`
+}
+
+var moodLogged = outbox.NewType[MoodLogged]("mood.logged")
+
+func ExampleNewType() {
+	e, err := moodLogged.Event(MoodLogged{Score: 4})
+	if err != nil {
+		panic(err)
+	}
+	e.EntityID, e.UserID = "mood-1", "user-7"
+	fmt.Println(e.Type, e.ContentType, string(e.Payload))
+
+	back, err := moodLogged.Decode(e)
+	fmt.Println(back.Score, err)
+	// Output:
+	// mood.logged application/json {"score":4}
+	// 4 <nil>
+}
