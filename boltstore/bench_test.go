@@ -119,11 +119,35 @@ func preload(b *testing.B, s *boltstore.Store, n int) []uint64 {
 	return out
 }
 
-// BenchmarkDue: read a batch of 1000 ready events from a store of 100k.
+// BenchmarkDue: read a batch of 1000 ready events from a store of 100k;
+// the /users cases spread them over 100 users, FIFO and with
+// FairnessUser (round-robin across users within a priority).
 func BenchmarkDue(b *testing.B) {
+	b.Run("fifo", func(b *testing.B) { benchDue(b, boltstore.FairnessFIFO, 0) })
+	b.Run("fifo-users", func(b *testing.B) { benchDue(b, boltstore.FairnessFIFO, 100) })
+	b.Run("fair-users", func(b *testing.B) { benchDue(b, boltstore.FairnessUser, 100) })
+}
+
+func benchDue(b *testing.B, fairness boltstore.Fairness, users int) {
 	const batch = 1000
-	s := mustOpen(b, nil)
-	preload(b, s, 100_000)
+	s := mustOpen(b, &boltstore.Options{Fairness: fairness})
+	if users == 0 {
+		preload(b, s, 100_000)
+	} else {
+		for done := 0; done < 100_000; done += 10_000 {
+			es := make([]*outbox.Event, 10_000)
+			for i := range es {
+				es[i] = benchEvent((done + i) % 10)
+				es[i].UserID = fmt.Sprint("user-", (done+i)%users)
+			}
+			if err := s.DB().Update(func(tx *bolt.Tx) error {
+				_, err := s.EnqueueTx(tx, es...)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	ctx := context.Background()
 	now := time.Now()
 	var cpu cpuMeter

@@ -152,6 +152,11 @@ func (w *writer) ready(e *outbox.Event) error {
 	if !e.NextAttemptAt.IsZero() {
 		return w.delayed.Put(delayedKey(e.NextAttemptAt, e.Seq), present)
 	}
+	if w.readyUser != nil {
+		if err := w.readyUser.Put(fairKey(e.Priority, e.UserID, e.Seq), present); err != nil {
+			return err
+		}
+	}
 	return w.readyB.Put(readyKey(e.Priority, e.Seq), present)
 }
 
@@ -166,6 +171,11 @@ func (w *writer) isReady(e *outbox.Event) bool {
 func (w *writer) unready(e *outbox.Event) error {
 	if !e.NextAttemptAt.IsZero() {
 		if err := w.delayed.Delete(delayedKey(e.NextAttemptAt, e.Seq)); err != nil {
+			return err
+		}
+	}
+	if w.readyUser != nil {
+		if err := w.readyUser.Delete(fairKey(e.Priority, e.UserID, e.Seq)); err != nil {
 			return err
 		}
 	}
@@ -205,6 +215,13 @@ func (w *writer) promote(entity string, from uint64) error {
 			continue
 		case outbox.StatusPending: // the header is all ready needs
 			e := &outbox.Event{Seq: seq, Priority: r.priority(), NextAttemptAt: r.time(offNextTry)}
+			if w.readyUser != nil { // and its user, for ready_user
+				_, user, err := r.keys()
+				if err != nil {
+					return w.corrupt("event seq %d: %v", seq, err)
+				}
+				e.UserID = string(user)
+			}
 			if !w.isReady(e) {
 				return w.ready(e)
 			}

@@ -170,6 +170,7 @@ type rawState struct {
 	tombIndex  map[string]int64     // tombstones: uuid → removed_at
 	idle       map[string]int64     // idle_entities: entity → idle since
 	ready      map[uint64]int       // ready/<prio>: seq → prio
+	readyUser  map[uint64]fairEntry // ready_user (FairnessUser): seq → prio, user; nil without the bucket
 	delayed    map[uint64]time.Time // delayed: seq → next attempt
 	byEntity   map[string]uint64    // by_entity: entity|entity_seq → seq
 	entities   map[string][3]uint64 // entities: entity → last entity_seq, unfinished, idle since
@@ -178,6 +179,11 @@ type rawState struct {
 	userCounts map[string]rawCounts // user_counts
 	counts     rawCounts            // meta/stats
 	staleMark  []byte               // meta/stale_mark (nil when absent)
+}
+
+type fairEntry struct {
+	prio int
+	user string
 }
 
 func idxKey(s string, n uint64) string { return fmt.Sprintf("%q|%d", s, n) }
@@ -295,6 +301,23 @@ func readRaw(db *bolt.DB) (*rawState, error) {
 			return nil
 		}); err != nil {
 			return err
+		}
+		if b := tx.Bucket([]byte("ready_user")); b != nil {
+			r.readyUser = map[uint64]fairEntry{}
+			if err := b.ForEach(func(k, v []byte) error {
+				user, rest, ok := splitLenPrefixed(k[min(1, len(k)):])
+				if len(k) < 1 || k[0] > 9 || !ok || len(rest) != 8 || len(v) != 0 {
+					return fmt.Errorf("ready_user: entry %x → %x", k, v)
+				}
+				seq := binary.BigEndian.Uint64(rest)
+				if _, dup := r.readyUser[seq]; dup {
+					return fmt.Errorf("ready_user: seq %d twice", seq)
+				}
+				r.readyUser[seq] = fairEntry{prio: 9 - int(k[0]), user: user}
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
 		if err := each("delayed", func(k, v []byte) error {
 			if len(k) != 16 {
@@ -738,6 +761,18 @@ func checkInvariants(s *boltstore.Store) error {
 	for seq := range raw.ready {
 		if !shouldBeReady[seq] {
 			fail("seq %d in ready/%d but not a pending head (%v)", seq, raw.ready[seq], describe(events[seq]))
+		}
+	}
+	if raw.readyUser != nil { // FairnessUser: the ready set again, by user
+		for seq, p := range raw.ready {
+			if got, ok := raw.readyUser[seq]; !ok || got.prio != p || (events[seq] != nil && got.user != events[seq].UserID) {
+				fail("seq %d in ready/%d, ready_user has %+v (%v)", seq, p, got, ok)
+			}
+		}
+		for seq := range raw.readyUser {
+			if _, ok := raw.ready[seq]; !ok {
+				fail("seq %d in ready_user but not in ready", seq)
+			}
 		}
 	}
 	for seq := range raw.delayed {

@@ -56,6 +56,10 @@ type Options struct {
 	// entity_seq starts again at 1 if it comes back (default
 	// DefaultEntityHorizon; negative keeps every entity forever).
 	EntityHorizon time.Duration
+
+	// Fairness is how Due shares a priority among users: FairnessFIFO
+	// (the default, "" too) or FairnessUser (fair.go).
+	Fairness Fairness
 }
 
 func (o *Options) setDefaults() {
@@ -79,6 +83,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.EntityHorizon == 0 {
 		o.EntityHorizon = DefaultEntityHorizon
+	}
+	if o.Fairness == "" {
+		o.Fairness = FairnessFIFO
 	}
 }
 
@@ -139,6 +146,8 @@ func (o *Options) validate() error {
 		return bad("MaxPending", "must be 0 (no limit) up to %d, got %d", MaxPendingLimit, o.MaxPending)
 	case o.MaxBytes < 0 || o.MaxBytes > MaxBytesLimit:
 		return bad("MaxBytes", "must be 0 (no limit) up to %d (1 TiB), got %d", int64(MaxBytesLimit), o.MaxBytes)
+	case o.Fairness != FairnessFIFO && o.Fairness != FairnessUser:
+		return bad("Fairness", "must be %s or %s, got %q", FairnessFIFO, FairnessUser, o.Fairness)
 	case o.MaxPendingAge != 0 && (o.MaxPendingAge < time.Second || o.MaxPendingAge > MaxAge):
 		return bad("MaxPendingAge", "must be 0s (no limit) or from 1s to %dh, got %s", MaxAge/time.Hour, o.MaxPendingAge)
 	}

@@ -116,6 +116,11 @@ func (w *writer) headRecord(seq uint64) (r record, head *outbox.Event, err error
 		return nil, nil, w.corrupt("event seq %d: %v", seq, err)
 	}
 	head.EntityID, head.UserID = string(entity), string(user)
+	if w.readyUser != nil && head.NextAttemptAt.IsZero() {
+		if err := w.readyUser.Delete(fairKey(head.Priority, head.UserID, seq)); err != nil {
+			return nil, nil, err
+		}
+	}
 	head.ID = uuid.UUID(r.id()).String()
 	head.AttemptCount = int(binary.BigEndian.Uint32(r[offAttempts:]))
 	head.MaxAttempts = int(binary.BigEndian.Uint32(r[offMax:]))
@@ -241,6 +246,19 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 			events = append(events, e)
 			delayed++
 		}
+		if s.opts.Fairness == FairnessUser {
+			// Highest priority first, round-robin across users within one.
+			ready := 0
+			for rank := byte(0); rank <= outbox.MaxPriority && ready < n; rank++ {
+				before := len(events)
+				var err error
+				if events, err = s.fairReady(w, rank, n-ready, skip, events); err != nil {
+					return err
+				}
+				ready += len(events) - before
+			}
+			return nil
+		}
 		// Highest priority first (rank 0), FIFO within a priority.
 		got := 0
 		c = tx.Bucket(bReady).Cursor()
@@ -266,12 +284,18 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 	}
 	// Events out of backoff come first from the loops above: sort always,
 	// not only when cutting at n, so that the order is the one promised.
-	slices.SortFunc(events, func(a, b *outbox.Event) int {
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
+	if s.opts.Fairness == FairnessUser {
+		// The round-robin order within a priority is the order of the
+		// picks: keep it (a stable sort by priority alone).
+		slices.SortStableFunc(events, func(a, b *outbox.Event) int { return b.Priority - a.Priority })
+	} else {
+		slices.SortFunc(events, func(a, b *outbox.Event) int {
+			if a.Priority != b.Priority {
+				return b.Priority - a.Priority
+			}
+			return cmp.Compare(a.Seq, b.Seq)
+		})
+	}
 	if len(events) > n {
 		events = events[:n]
 	}

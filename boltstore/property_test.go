@@ -75,6 +75,9 @@ func runProperties(t *testing.T, seed uint64, steps int) {
 		Now:        clk.Now,
 		StaleAfter: 2 * time.Second, Retention: 5 * time.Second, RemoveOnAck: r.removeOnAck,
 	}
+	if seed%2 == 0 { // and a reopen switches it (reopen)
+		r.opts.Fairness = boltstore.FairnessUser
+	}
 	r.open()
 	defer func() {
 		if t.Failed() {
@@ -230,7 +233,11 @@ func (r *propRun) due() {
 	if len(es) > n {
 		r.t.Fatalf("Due(n=%d) returned %d events", n, len(es))
 	}
-	if !slices.IsSortedFunc(es, byPriority) {
+	if r.opts.Fairness == boltstore.FairnessUser {
+		if !slices.IsSortedFunc(es, func(a, b *outbox.Event) int { return b.Priority - a.Priority }) {
+			r.t.Fatalf("Due returned %v, not by priority", label(es))
+		}
+	} else if !slices.IsSortedFunc(es, byPriority) {
 		r.t.Fatalf("Due returned %v, not by priority then seq", label(es))
 	}
 	entities := map[string]bool{}
@@ -519,6 +526,16 @@ func (r *propRun) reopen() {
 	processing := mustStats(r.t, r.s).Processing
 	if err := r.s.Close(); err != nil {
 		r.t.Fatal(err)
+	}
+	// Switch the fairness now and then: Open builds or drops ready_user,
+	// which the invariants check against ready.
+	if r.rng.IntN(3) == 0 {
+		if r.opts.Fairness == boltstore.FairnessUser {
+			r.opts.Fairness = boltstore.FairnessFIFO
+		} else {
+			r.opts.Fairness = boltstore.FairnessUser
+		}
+		r.logf("fairness %s", r.opts.Fairness)
 	}
 	r.open()
 	if st := mustStats(r.t, r.s); st.Processing != 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/fitiqcore/outbox"
@@ -22,6 +23,11 @@ type Store struct {
 	wake       chan struct{}
 	maxMessage atomic.Int64 // outbox.Options.MaxMessage of new events
 	pipe       pipe
+
+	// fairNext is, per priority rank, where FairnessUser's next Due starts
+	// its first round (fair.go).
+	fairMu   sync.Mutex
+	fairNext [outbox.MaxPriority + 1][]byte
 }
 
 // MaxPayload is the payload limit new events are held to (Options.Event).
@@ -197,6 +203,9 @@ func (s *Store) init(tx *bolt.Tx) error {
 		if err := w.ensureHead(e.EntityID, e); err != nil { // rare: a full look at the entity
 			return err
 		}
+	}
+	if err := s.initFairness(tx); err != nil {
+		return err
 	}
 	if meta.Get(kIdleIndexed) == nil {
 		if err := w.indexIdleEntities(s.opts.Now().UTC()); err != nil {

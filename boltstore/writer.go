@@ -22,6 +22,7 @@ type writer struct {
 	events, ids, readyB, delayed          *bolt.Bucket
 	byStatus, entities, users, tombstones *bolt.Bucket
 	idleEntities, meta                    *bolt.Bucket
+	readyUser                             *bolt.Bucket // FairnessUser only (fair.go)
 
 	c              counts
 	userC          map[string]*userCounts // loaded on first touch, saved by finish
@@ -72,6 +73,7 @@ func (s *Store) reader(tx *bolt.Tx) *writer {
 		events: tx.Bucket(bEvents), ids: tx.Bucket(bIDs), readyB: tx.Bucket(bReady), delayed: tx.Bucket(bDelayed),
 		byStatus: tx.Bucket(bByStatus), entities: tx.Bucket(bEntity), users: tx.Bucket(bUser),
 		tombstones: tx.Bucket(bTombstones), idleEntities: tx.Bucket(bIdleEntities), meta: tx.Bucket(bMeta),
+		readyUser: tx.Bucket(bReadyUser),
 	}
 }
 
