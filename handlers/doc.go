@@ -9,9 +9,10 @@
 //
 //	r, err := handlers.NewRouter(js, "OUTBOX", "mood-service", handlers.WithWorkers(8))
 //	r.Use(handlers.Logging(logger), handlers.Metrics(prometheus.DefaultRegisterer))
-//	r.HandleFunc("mood.logged", onMoodLogged) // one type
-//	r.Handle("sleep.", sleepHandler)          // every type under sleep.
-//	err = r.Run(ctx)                          // until ctx ends, then drains
+//	r.HandleFunc("mood.logged", onMoodLogged)     // one type
+//	r.Handle("sleep.", sleepHandler)              // every type under sleep.
+//	handlers.HandleJSON(r, stepsCounted, onSteps) // an outbox.Type[T]: onSteps gets the decoded T
+//	err = r.Run(ctx)                              // until ctx ends, then drains
 //
 // Run creates the durable consumer, or updates it to the Router's settings:
 // filter subjects derived from the patterns (mood.logged becomes
@@ -38,7 +39,8 @@
 //     policy that outbox.RetryPolicy.Validate refuses, a max_attempts above
 //     outbox.MaxAttemptsLimit), are ignored for the Router's own, so no delay
 //     exceeds outbox.MaxRetryInterval.
-//   - An error wrapping ErrPermanent (see Permanent), a failure at the n-th
+//   - An error wrapping ErrPermanent (see Permanent; HandleJSON fails so on a
+//     payload that does not decode), a failure at the n-th
 //     delivery where n reaches the event's max_attempts (ce-maxattempts, the
 //     Router's WithMaxAttempts otherwise), a message that is not an outbox
 //     event, or an event no handler accepts: a copy of the message with the
@@ -99,6 +101,22 @@
 // message twice; after three refusals, or when even the bare Outbox-DLQ-*
 // headers do not fit, or on any other publish error, the message is naked
 // with its backoff and handled again later.
+//
+// # Tracing
+//
+// The ctx given to middleware and handlers carries the event's W3C trace
+// context (ce-traceparent, ce-tracestate: the span of the request that wrote
+// the event, see outbox.Event.TraceContext) as its remote span context,
+// with or without tracing configured, so that spans the application starts
+// join the request's trace. With WithTracerProvider, the Router starts a
+// span per handling, "handle <event type>" of kind Consumer, a child of that
+// context (a root span for an event without one), with messaging.system
+// nats, messaging.consumer.group.name the durable, messaging.message.id the
+// event id and outbox.delivery_count; the handler runs in it, and it ends
+// when the handler returns, with its error recorded and outbox.outcome the
+// outcome the Router then gives the message (see Outcome). The relay's
+// publish spans (package relay) are children of the same request span, so
+// that one trace shows request, enqueue, publish and handling.
 //
 // # Guarantees
 //

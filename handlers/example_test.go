@@ -45,6 +45,38 @@ func Example() {
 	// Output: mood.logged for user-42 (#1): {"score":7}
 }
 
+// MoodLogged is the payload of a mood.logged event, shared by its producer
+// and its subscribers.
+type MoodLogged struct {
+	Score int    `json:"score"`
+	Note  string `json:"note,omitempty"`
+}
+
+// moodLogged is the event type, declared once.
+var moodLogged = outbox.NewType[MoodLogged]("mood.logged")
+
+// A typed handler: the payload arrives decoded; one that does not decode
+// into a MoodLogged is dead-lettered at once, without retries.
+func ExampleHandleJSON() {
+	js, cleanup := exampleJetStream()
+	defer cleanup()
+
+	r, err := handlers.NewRouter(js, "OUTBOX", "mood-scores")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	handlers.HandleJSON(r, moodLogged, func(ctx context.Context, e *outbox.Event, m MoodLogged) error {
+		fmt.Printf("%s scored %d\n", e.EntityID, m.Score)
+		stop()
+		return nil
+	})
+	if err := r.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output: user-42 scored 7
+}
+
 // exampleJetStream starts an in-process JetStream server holding what the
 // relay would have published.
 func exampleJetStream() (jetstream.JetStream, func()) {
@@ -74,7 +106,7 @@ func exampleJetStream() (jetstream.JetStream, func()) {
 			log.Fatal(err)
 		}
 	}
-	e := &outbox.Event{Type: "mood.logged", EntityID: "user-42", EntitySeq: 1, Payload: []byte(`{"score":7}`)}
+	e := &outbox.Event{Type: "mood.logged", EntityID: "user-42", EntitySeq: 1, Payload: []byte(`{"score":7}`), ContentType: outbox.ContentTypeJSON}
 	if err := e.Prepare(outbox.Options{}); err != nil {
 		log.Fatal(err)
 	}

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fitiqcore/outbox"
 )
 
@@ -27,6 +30,7 @@ type options struct {
 	pullExpiry      time.Duration
 	noStartupHold   bool
 	logger          *slog.Logger
+	tracer          trace.Tracer // nil: no spans
 }
 
 // Defaults of the options.
@@ -253,6 +257,21 @@ func WithLogger(l *slog.Logger) Option {
 func WithStartupHold(on bool) Option {
 	return func(o *options) error {
 		o.noStartupHold = !on
+		return nil
+	}
+}
+
+// WithTracerProvider makes the Router start a span for every event it
+// handles, "handle <event type>" of kind Consumer, a child of the event's
+// trace context (the request that wrote it), ended when the handler returns,
+// with its error (see the package doc, Tracing). Without it there are no
+// spans; the handler's ctx carries the event's trace context either way.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) error {
+		if tp == nil {
+			return invalidf("nil tracer provider")
+		}
+		o.tracer = tp.Tracer(tracerName, trace.WithSchemaURL(semconv.SchemaURL))
 		return nil
 	}
 }

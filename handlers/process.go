@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fitiqcore/outbox"
 )
@@ -50,15 +51,24 @@ func (s *session) process(m *inflight) {
 		}
 	}
 
+	// The event's trace context, with or without a span of the Router's.
+	ctx := e.TraceContext(withDelivery(s.work, d))
+	var span trace.Span
+	if s.o.tracer != nil {
+		ctx, span = startSpan(ctx, s.o.tracer, s.r.durable, e, d)
+	}
 	h, err := s.table.lookup(e)
 	if err == nil && h == nil {
 		err = Permanent(fmt.Errorf("%w: type %s", ErrNoHandler, e.Type))
 	}
-	ctx := withDelivery(s.work, d)
 	if err == nil {
 		err = call(ctx, h, e)
 	}
-	switch Outcome(ctx, d, err) {
+	outcome := Outcome(ctx, d, err)
+	if span != nil {
+		endSpan(span, outcome, err)
+	}
+	switch outcome {
 	case OutcomeAck:
 		if key != "" {
 			s.record(key, d.StreamSeq)

@@ -16,6 +16,7 @@ import (
 	"github.com/fitiqcore/outbox/internal/poll"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/handlers"
@@ -487,6 +488,7 @@ func TestNewRouterOptions(t *testing.T) {
 			handlers.WithAckWait(time.Second), handlers.WithMaxAckPending(64), handlers.WithMaxAttempts(3),
 			handlers.WithRetryPolicy(handlers.DefaultRetryPolicy), handlers.WithIdempotency("b", time.Minute),
 			handlers.WithShutdownTimeout(time.Second), handlers.WithLogger(quietLogger()), handlers.WithStartupHold(false),
+			handlers.WithTracerProvider(noop.NewTracerProvider()),
 		}},
 		{name: "empty stream", stream: "", durable: "svc", want: handlers.ErrInvalidOption},
 		{name: "durable with a dot", stream: stream, durable: "a.b", want: handlers.ErrInvalidOption},
@@ -499,6 +501,7 @@ func TestNewRouterOptions(t *testing.T) {
 		{name: "zero max attempts", stream: stream, durable: "svc", opts: []handlers.Option{handlers.WithMaxAttempts(0)}, want: handlers.ErrInvalidOption},
 		{name: "bad bucket", stream: stream, durable: "svc", opts: []handlers.Option{handlers.WithIdempotency("a.b", time.Hour)}, want: handlers.ErrInvalidOption},
 		{name: "nil logger", stream: stream, durable: "svc", opts: []handlers.Option{handlers.WithLogger(nil)}, want: handlers.ErrInvalidOption},
+		{name: "nil tracer provider", stream: stream, durable: "svc", opts: []handlers.Option{handlers.WithTracerProvider(nil)}, want: handlers.ErrInvalidOption},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := handlers.NewRouter(v.js, tc.stream, tc.durable, tc.opts...)

@@ -15,12 +15,27 @@ import (
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
 	bolt "go.etcd.io/bbolt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkDrain relays a preloaded backlog of b.N events (256-byte payloads,
 // 1000 entities) end to end: read, publish, ack, completion written. The
 // figure is events/s from the relay's start to the last completion.
-func BenchmarkDrain(b *testing.B) {
+func BenchmarkDrain(b *testing.B) { benchDrain(b, nil) }
+
+// BenchmarkDrainTraced is BenchmarkDrain with tracing on: every event
+// carries a trace context and every publish makes a span, sampled and
+// exported in batches (to an exporter that drops them: the relay's cost,
+// not a collector's).
+func BenchmarkDrainTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	defer tp.Shutdown(context.Background())
+	benchDrain(b, tp)
+}
+
+func benchDrain(b *testing.B, tp trace.TracerProvider) {
 	ns := natstest.Start(b)
 	store, err := boltstore.Open(filepath.Join(b.TempDir(), "outbox.db"), nil)
 	if err != nil {
@@ -32,7 +47,11 @@ func BenchmarkDrain(b *testing.B) {
 	for i := 0; i < b.N; i += chunk {
 		var evs []*outbox.Event
 		for j := i; j < min(i+chunk, b.N); j++ {
-			evs = append(evs, &outbox.Event{Type: "bench.drain", EntityID: fmt.Sprintf("e%d", j), Payload: payload})
+			e := &outbox.Event{Type: "bench.drain", EntityID: fmt.Sprintf("e%d", j), Payload: payload}
+			if tp != nil {
+				e.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			}
+			evs = append(evs, e)
 		}
 		if _, err := store.Enqueue(context.Background(), evs...); err != nil {
 			b.Fatal(err)
@@ -49,7 +68,7 @@ func BenchmarkDrain(b *testing.B) {
 	var mu sync.Mutex
 	completed := 0
 	done := make(chan struct{})
-	r, err := relay.New(store, pub, relay.Config{Observer: func(o relay.Outcome) {
+	r, err := relay.New(store, pub, relay.Config{TracerProvider: tp, Observer: func(o relay.Outcome) {
 		mu.Lock()
 		if o.Kind == relay.Published {
 			completed++

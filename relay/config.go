@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fitiqcore/outbox"
 )
 
@@ -37,7 +39,11 @@ type Config struct {
 	ClockSkew time.Duration
 	Logger    *slog.Logger // default: discard
 	Observer  Observer     // default: none
-	Now       func() time.Time
+	// TracerProvider, when set, gives every publish attempt a span in the
+	// trace of the request that wrote the event (see the package doc,
+	// Tracing). Nil: no spans, and nothing spent on them.
+	TracerProvider trace.TracerProvider
+	Now            func() time.Time
 }
 
 // The relay's defaults, for the fields whose zero value stands for them.

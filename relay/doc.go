@@ -69,6 +69,26 @@
 // a clock set forward must not hold events back). Backoff is computed in
 // constant time and bounded by the policy's MaxInterval × (1+Jitter).
 //
+// # Tracing
+//
+// With Config.TracerProvider set, every publish attempt is a span, "publish
+// <event type>" of kind Producer (messaging.system nats,
+// messaging.operation.type send, messaging.message.id the event id, and
+// outbox.attempt, outbox.entity_seq and the like), from the send until its
+// outcome is known: status Ok on an ack; otherwise the error recorded,
+// status Error, error.type the publisher's classification and
+// outbox.outcome what the relay made of it (retried, failed, unavailable;
+// abandoned when the drain at shutdown timed out). Its parent is the
+// event's stored trace context (outbox.Event.TraceContext), so that it sits
+// in the trace of the request that wrote the event, and it links to that
+// span context too; an event without one gets a root span. The message
+// carries the event's trace context, not the publish span's: a subscriber's
+// span (package handlers) is a child of the request, beside the publish
+// attempts. The provider's sampler decides as for any span (the SDK's
+// default follows the request's sampled flag). Without a TracerProvider no
+// span is started and nothing is allocated for one; the relay never falls
+// back to the global provider.
+//
 // # Vocabulary
 //
 // The relay speaks package outbox's words and the standard library's only:

@@ -73,6 +73,11 @@ func (r *Relay) commit(ctx context.Context, batch []result) error {
 	}
 	mark := r.markLocked(batch)
 	r.mu.Unlock()
+	if r.tracer != nil { // the outcomes are known: the spans end, whatever Record does
+		for i, o := range outcomes {
+			endSpan(batch[i].span, o)
+		}
+	}
 	if err := r.store.Record(ctx, acks, fails, mark); err != nil {
 		return err
 	}

@@ -9,15 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fitiqcore/outbox"
 )
 
 // Relay publishes the store's events. Create it with New, start it with Run.
 type Relay struct {
-	store Store
-	pub   Publisher
-	cfg   Config
-	log   *slog.Logger
+	store  Store
+	pub    Publisher
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer // nil: no spans (Config.TracerProvider unset)
 
 	// low is a lower bound of the stream's last sequence: LastSeq when the
 	// publisher last became ready, raised by every ack. A publish sent after
@@ -44,7 +47,7 @@ func New(store Store, pub Publisher, cfg Config) (*Relay, error) {
 	}
 	cfg.setDefaults()
 	return &Relay{
-		store: store, pub: pub, cfg: cfg, log: cfg.Logger,
+		store: store, pub: pub, cfg: cfg, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider),
 		inflight:   make(map[uint64]uint64),
 		unknown:    make(map[uint64]unknownSend),
 		paused:     true, // Ready before the first publish
@@ -72,8 +75,9 @@ type sent struct {
 	at      time.Time
 	low     uint64 // the relay's low when it sent: the stream held at least this much
 	answer  <-chan outbox.PublishResult
-	err     error // set when the publish failed
-	unsent  bool  // PublishAsync refused it: nothing reached the broker
+	err     error      // set when the publish failed
+	unsent  bool       // PublishAsync refused it: nothing reached the broker
+	span    trace.Span // its span, ended with its outcome; nil without a TracerProvider
 }
 
 // result is one publish with its answer, from the waiter (or the reader,
@@ -225,6 +229,9 @@ func (r *Relay) read(ctx context.Context, futures chan<- sent, results chan<- re
 		}
 		for _, e := range events {
 			s := sent{e: e, attempt: e.AttemptCount + 1, at: r.cfg.Now(), low: low}
+			if r.tracer != nil {
+				s.span = r.startSpan(e, s.attempt)
+			}
 			s.answer, s.err = r.pub.PublishAsync(e, s.attempt)
 			if s.err != nil {
 				s.unsent = true
@@ -268,6 +275,7 @@ func (r *Relay) connected(ctx context.Context) error {
 // mark is below every publish in flight when it was recorded, and those
 // sent later are above it), so that the next start reads them back. No
 // outcome is made up for them: the relay never speaks for the publisher.
+// Their spans end as abandoned.
 func (r *Relay) wait(ctx context.Context, futures <-chan sent, results chan<- result) {
 	defer close(results)
 	for s := range futures {
@@ -282,6 +290,14 @@ func (r *Relay) wait(ctx context.Context, futures <-chan sent, results chan<- re
 			}
 			results <- res
 		case <-ctx.Done():
+			if r.tracer != nil {
+				endUnanswered(s.span, "abandoned", errAbandoned)
+				// ctx ends only once the reader has returned and closed
+				// futures: this ends.
+				for s := range futures {
+					endUnanswered(s.span, "abandoned", errAbandoned)
+				}
+			}
 			return
 		}
 	}
@@ -331,6 +347,11 @@ func (r *Relay) complete(ctx context.Context, results <-chan result, stopRead co
 			}
 		}
 		if storeErr != nil { // keep draining so the waiter never blocks
+			if r.tracer != nil {
+				for _, res := range batch {
+					endUnanswered(res.span, "unrecorded", res.err)
+				}
+			}
 			r.release(batch)
 			continue
 		}
