@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fitiqcore/outbox/boltstore"
 	"github.com/fitiqcore/outbox/httpapi"
+	"github.com/fitiqcore/outbox/schema"
 )
 
 // appendBatch appends a POST /v1/events/batch body of n events shaped as
@@ -41,15 +43,38 @@ func appendBatch(buf []byte, first, n int, p string) []byte {
 // the edge and the store's work, not the disk's fsyncs): events/s, and
 // allocations and bytes per event, read, decoded, stored and answered.
 func BenchmarkPostBatch100(b *testing.B) {
-	const batch, payload = 100, 256
+	const payload = 256
+	benchPostBatch(b, `"`+strings.Repeat("x", payload-2)+`"`, nil)
+}
+
+// BenchmarkPostBatch100Typed is BenchmarkPostBatch100 with an object
+// payload of about 256 bytes, without and with a payload schema of its
+// type (schema.Set: the cost of typed events at ingest).
+func BenchmarkPostBatch100Typed(b *testing.B) {
+	p := `{"score":4,"note":"` + strings.Repeat("x", 230) + `"}`
+	b.Run("none", func(b *testing.B) { benchPostBatch(b, p, nil) })
+	b.Run("schema", func(b *testing.B) {
+		file := filepath.Join(b.TempDir(), "review.json")
+		os.WriteFile(file, []byte(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","required":["score"],
+			"properties":{"score":{"type":"integer","minimum":1,"maximum":5},"note":{"type":"string","maxLength":2000}},
+			"additionalProperties":false}`), 0o600)
+		set, err := schema.Compile([]schema.Type{{Name: "bench.http_ingest", PayloadSchema: file}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchPostBatch(b, p, set)
+	})
+}
+
+func benchPostBatch(b *testing.B, p string, schemas httpapi.Checker) {
+	const batch = 100
 	store, err := boltstore.Open(filepath.Join(b.TempDir(), "o.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
 	store.DB().NoSync = true
-	api := httpapi.New(store, httpapi.Options{})
-	p := `"` + strings.Repeat("x", payload-2) + `"`
+	api := httpapi.New(store, httpapi.Options{Schemas: schemas})
 	var body []byte
 	b.SetBytes(int64(len(appendBatch(nil, 0, batch, p))))
 	b.ReportAllocs()

@@ -8,6 +8,7 @@
 //
 //	POST /v1/events        one event        → 201 the stored event; 200 if the id is stored with the same content
 //	POST /v1/events/batch  {"events":[...]} → 201 {"events":[...]}; 200 if every event was stored already
+//	                       (both POSTs answer Outbox-Created: how many events were newly stored)
 //	GET  /v1/events/{id}   the event with its current status, or 404
 //	GET  /v1/stats?user_id=  Stats of every event or of one user's:
 //	                       {"total","pending","processing","completed","failed","stale","oldest_pending_at",
@@ -135,6 +136,14 @@
 // written back without reflection, into one buffer, byte for byte as
 // encoding/json wrote them (a fuzz test holds the two to the same bytes).
 //
+// With Options.Schemas set (the daemon's event_types with payload_schema or
+// metadata_schema, compiled by package schema), each event is checked
+// against the schemas of its type once it is decoded and its type allowed,
+// before the store sees it: a violation is a 400 naming the field and the
+// JSON pointer of the failing value ("invalid payload/score: must be <= 5";
+// in a batch "events[2]: invalid metadata/tenant: ..."), and a type with a
+// payload schema refuses an event without a JSON payload.
+//
 // More routes are added with Server.Handle.
 //
 // # Errors
@@ -145,7 +154,8 @@
 //   - 400: malformed JSON, data after the JSON value, a body that is not an
 //     object, an unknown field, a field of the wrong JSON type, text that
 //     JSON would alter (invalid UTF-8, a lone surrogate escape), a
-//     validation failure (outbox.ErrInvalidEvent), an empty batch;
+//     validation failure (outbox.ErrInvalidEvent), a schema violation
+//     (Options.Schemas), an empty batch;
 //   - 404: an unknown id or route;
 //   - 405: a known route with another method (with an Allow header);
 //   - 401: a missing or wrong token, when Options.Token is set;

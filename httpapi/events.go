@@ -5,11 +5,18 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fitiqcore/outbox"
 	"github.com/fitiqcore/outbox/boltstore"
 )
+
+// HeaderCreated is the header of the answers to POST /v1/events and
+// /v1/events/batch that says how many of the events were newly stored (the
+// others were stored already with the same content): what an importer
+// counts, where the status (201 for any) does not tell.
+const HeaderCreated = "Outbox-Created"
 
 // batch is the body of POST /v1/events/batch, request and response.
 type batch struct {
@@ -43,6 +50,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	if created > 0 {
 		status = http.StatusCreated
 	}
+	w.Header().Set(HeaderCreated, strconv.Itoa(created))
 	w.Header().Set("Location", "/v1/events/"+url.PathEscape(e.ID))
 	s.writeEvent(w, status, e)
 }
@@ -73,6 +81,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if created > 0 {
 		status = http.StatusCreated
 	}
+	w.Header().Set(HeaderCreated, strconv.Itoa(created))
 	s.writeEvents(w, status, events)
 }
 
@@ -84,11 +93,18 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*outbox.Ev
 	return decodeBatch(body, s.checkEvent)
 }
 
-// checkEvent applies the server's own rule before the store sees the
-// event: the type allowlist. Every other rule and limit, the payload's
-// included, is the store's (Store.Enqueue).
+// checkEvent applies the server's own rules before the store sees the
+// event: the type allowlist, then the schemas of its type (Options.Schemas).
+// Every other rule and limit, the payload's size included, is the store's
+// (Store.Enqueue).
 func (s *Server) checkEvent(e *outbox.Event) error {
-	return CheckType(s.allowed, e.Type)
+	if err := CheckType(s.allowed, e.Type); err != nil {
+		return err
+	}
+	if s.schemas == nil {
+		return nil
+	}
+	return s.schemas.Check(e)
 }
 
 // getEvent answers the event with its current status, or 404.

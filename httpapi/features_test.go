@@ -99,3 +99,28 @@ func TestDeliverAtAtIngest(t *testing.T) {
 	v.post(t, "/v1/events", `{"type":"reminder.due","deliver_at":"`+far+`"}`).wantError(t, http.StatusBadRequest, "deliver_at")
 	v.post(t, "/v1/events", `{"type":"reminder.due","deliver_at":"at nine"}`).wantError(t, http.StatusBadRequest, "deliver_at")
 }
+
+// Outbox-Created says how many events of a post were newly stored, where the
+// status (201 when any was) does not tell.
+func TestCreatedHeader(t *testing.T) {
+	v := newEnv(t, httpapi.Options{}, nil)
+	a, b, c := "0192f0a0-0000-7000-8000-00000000000a", "0192f0a0-0000-7000-8000-00000000000b", "0192f0a0-0000-7000-8000-00000000000c"
+	ev := func(id string) string { return `{"id":"` + id + `","type":"a.b"}` }
+	for _, tt := range []struct {
+		body, want string
+		status     int
+	}{
+		{`{"events":[` + ev(a) + `,` + ev(b) + `]}`, "2", http.StatusCreated},
+		{`{"events":[` + ev(a) + `,` + ev(b) + `,` + ev(c) + `]}`, "1", http.StatusCreated},
+		{`{"events":[` + ev(c) + `,` + ev(a) + `]}`, "0", http.StatusOK},
+	} {
+		r := v.post(t, "/v1/events/batch", tt.body)
+		r.wantStatus(t, tt.status)
+		if got := r.header.Get(httpapi.HeaderCreated); got != tt.want {
+			t.Errorf("%s: %s %q, want %q", tt.body, httpapi.HeaderCreated, got, tt.want)
+		}
+	}
+	if got := v.post(t, "/v1/events", ev(a)).header.Get(httpapi.HeaderCreated); got != "0" {
+		t.Errorf("single re-post: %s %q, want 0", httpapi.HeaderCreated, got)
+	}
+}

@@ -44,6 +44,20 @@ type Store interface {
 
 var _ Store = (*boltstore.Store)(nil)
 
+// Checker checks an event against the schemas of its type (a *schema.Set
+// is one, compiled from the daemon's event_types). The server calls Check
+// for every event posted, once it is decoded and its type allowed, before
+// the store sees it, from every request's goroutine: Check must be safe for
+// concurrent use, must not change the event and must not keep it. It
+// returns nil for a valid event and for a type without schemas. An error
+// wrapping outbox.ErrInvalidEvent is the client's, answered 400 with its
+// message (an *outbox.ValidationError naming the field and the JSON
+// pointer of the failing value: "invalid payload/score: must be <= 5"; in
+// a batch after the event's index); any other error is answered 500.
+type Checker interface {
+	Check(e *outbox.Event) error
+}
+
 // Options tune a Server. The zero value works: a zero limit takes its
 // default (the Default constants below). Validate states the rules of the
 // other fields; New serves any Options, so callers that take them from an
@@ -83,6 +97,10 @@ type Options struct {
 	// another type is answered 400 naming the allowed ones (see CheckType).
 	// Each is a valid type (outbox.ValidateType): no event has another.
 	AllowedTypes []string
+	// Schemas, when set, checks every event posted against the schemas of
+	// its type (see Checker): a violation is answered 400 naming the field
+	// and the JSON pointer of the failing value.
+	Schemas Checker
 	// Broker reports the NATS connection and the stream for GET /v1/status;
 	// nil leaves them out of the report.
 	Broker Broker
@@ -159,6 +177,7 @@ type Server struct {
 	gate     gate
 	token    *[sha256.Size]byte // nil: no auth
 	allowed  []string
+	schemas  Checker // nil: no schemas
 	broker   Broker
 	enqueued func(...*outbox.Event)
 	mux      *http.ServeMux
@@ -180,6 +199,7 @@ func New(store Store, opts Options) *Server {
 		bodies:   newBudget(opts.MaxInflightBodyBytes),
 		gate:     newGate(opts.MaxConcurrent),
 		allowed:  slices.Clone(opts.AllowedTypes),
+		schemas:  opts.Schemas,
 		broker:   opts.Broker,
 		enqueued: opts.Enqueued,
 		mux:      http.NewServeMux(),

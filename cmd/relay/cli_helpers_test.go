@@ -38,6 +38,12 @@ type relayOpts struct {
 	// (each indented by two spaces, ending in a newline).
 	httpExtra string
 	natsExtra string
+	// files are written into the relay's directory, beside its config
+	// file, before it starts (the schema files of eventTypes entries such
+	// as "{name: a.b, payload_schema: a.json}"), by their relative paths.
+	files map[string]string
+	// extra is more top-level sections of the config (ending in a newline).
+	extra string
 	// tls serves HTTPS with this certificate; the test talks to it with a
 	// client that trusts its CA.
 	tls *testCert
@@ -104,10 +110,16 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		fmt.Fprintf(&b, "  max_attempts: %d\n", o.maxAttempts)
 	}
 	b.WriteString("log:\n  format: json\n  level: info\n")
+	b.WriteString(o.extra)
 	if len(o.eventTypes) > 0 {
 		b.WriteString("event_types:\n")
 		for _, typ := range o.eventTypes {
 			fmt.Fprintf(&b, "  - %s\n", typ)
+		}
+	}
+	for name, body := range o.files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 	r.config = filepath.Join(dir, "relay.yaml")

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -209,7 +208,7 @@ func (v *verifier) coverage(subjects []string, prefix string) error {
 		return nil
 	}
 	var missing []string
-	for _, t := range append(slices.Clone(v.cfg.EventTypes), verifyType) {
+	for _, t := range append(eventTypeNames(v.cfg.EventTypes), verifyType) {
 		if s := outbox.Subject(prefix, t); !covers(subjects, s) {
 			missing = append(missing, s)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/fitiqcore/outbox/publisher"
 	"github.com/fitiqcore/outbox/relay"
+	"github.com/fitiqcore/outbox/schema"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,8 +29,14 @@ type Config struct {
 	Relay     RelayConfig     `yaml:"relay"`
 	Retry     RetryConfig     `yaml:"retry"`
 	Log       LogConfig       `yaml:"log"`
-	// EventTypes is the event type allowlist; empty allows every type.
-	EventTypes []string `yaml:"event_types"`
+	Tracing   TracingConfig   `yaml:"tracing"`
+	// EventTypes is the event type allowlist; empty allows every type. An
+	// entry is a name, or a mapping that gives the type schemas (EventType).
+	EventTypes []EventType `yaml:"event_types"`
+
+	// schemas is the compiled schemas of EventTypes (nil: none), compiled
+	// once by loadConfig and given to the HTTP API by serve.
+	schemas *schema.Set
 }
 
 type StoreConfig struct {
@@ -142,6 +150,16 @@ type RelayConfig struct {
 	MaxInFlight  int           `yaml:"max_in_flight"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	Reconcile    *bool         `yaml:"reconcile"`
+	// Fairness: fifo (default) or user (boltstore.Options.Fairness).
+	Fairness string `yaml:"fairness"`
+}
+
+// TracingConfig turns on OpenTelemetry tracing of the publishes.
+type TracingConfig struct {
+	// OTLPEndpoint is the OTLP/HTTP endpoint the spans are exported to
+	// (http://collector:4318, or a URL with the path, .../v1/traces);
+	// empty: no tracing, at no cost.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
 }
 
 type RetryConfig struct {
@@ -243,7 +261,8 @@ func (c *Config) setDefaults() {
 }
 
 // loadConfig reads path (the defaults when path is empty), rejecting unknown
-// keys by their full name, then fills defaults and validates.
+// keys by their full name, then fills defaults, validates, and compiles the
+// schemas of event_types (paths relative to the file's directory).
 func loadConfig(path string) (*Config, error) {
 	c := &Config{}
 	if path != "" {
@@ -256,7 +275,11 @@ func loadConfig(path string) (*Config, error) {
 		}
 	}
 	c.setDefaults()
-	if err := c.Validate(); err != nil {
+	err := c.Validate()
+	if err == nil {
+		c.schemas, err = compileSchemas(c.EventTypes, filepath.Dir(path))
+	}
+	if err != nil {
 		if path != "" {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -285,12 +308,25 @@ func decodeConfig(b []byte, c *Config) error {
 }
 
 // checkKeys walks a mapping node against the struct's yaml tags and names
-// the first unknown key by its dotted path.
+// the first unknown key by its dotted path, the elements of a list of
+// structs by their index ("event_types[2].payload_schema"). A struct that
+// decodes itself takes a value other than a mapping as a leaf (an
+// EventType's name).
 func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t.Kind() != reflect.Struct {
+	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && n.Kind == yaml.SequenceNode {
+		key := strings.TrimSuffix(prefix, ".")
+		for i, el := range n.Content {
+			if err := checkKeys(el, t.Elem(), fmt.Sprintf("%s[%d].", key, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	selfDecoding := reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]())
+	if t.Kind() != reflect.Struct || (selfDecoding && n.Kind != yaml.MappingNode) {
 		// A leaf: decode it alone, so a bad value is named by its key.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			msg := err.Error()
@@ -300,7 +336,11 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 			if t == reflect.TypeFor[time.Duration]() {
 				msg = "want a duration with a unit, such as 0s, 90s or 24h"
 			}
-			return badKey(strings.TrimSuffix(prefix, "."), "bad value %q (line %d): %s", n.Value, n.Line, msg)
+			key := strings.TrimSuffix(prefix, ".")
+			if n.Kind != yaml.ScalarNode {
+				return badKey(key, "bad value (line %d): %s", n.Line, msg)
+			}
+			return badKey(key, "bad value %q (line %d): %s", n.Value, n.Line, msg)
 		}
 		return nil
 	}
@@ -313,6 +353,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 	fields := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if !f.IsExported() {
+			continue // not the file's (Config.schemas)
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		fields[name] = f.Type
 	}

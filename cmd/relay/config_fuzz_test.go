@@ -19,6 +19,7 @@ func FuzzLoadConfig(f *testing.F) {
 		"", "store:\n  path: x.db\n", "retry:\n  initial_interval: 2200000h\n", "http:\n  addr: 0.0.0.0:1\n",
 		"nats:\n  embedded_addr: 0.0.0.0:4222\n  embedded_auth:\n    token: t\n", "store: [1, 2]\n", "a: &a [*a]\n",
 		"retention:\n  interval: 1ns\n", "event_types:\n  - a.b\n  - '*'\n", "store:\n  max_payload: 99999999999999999999\n",
+		"event_types:\n  - {name: a.b, payload_schema: c.yaml}\n  - name: c.d\n    metadata_schema: nope.json\n  - [1]\n",
 	} {
 		f.Add([]byte(s))
 	}

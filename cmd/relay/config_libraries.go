@@ -69,7 +69,7 @@ func (c *Config) httpOptions() httpapi.Options {
 		MaxInflightBodyBytes: c.HTTP.MaxInflightBodyBytes,
 		MaxConcurrent:        c.HTTP.MaxConcurrentRequests,
 		Token:                c.HTTP.Token,
-		AllowedTypes:         allowedTypes(c.EventTypes),
+		AllowedTypes:         allowedTypes(eventTypeNames(c.EventTypes)),
 	}
 }
 
@@ -85,6 +85,7 @@ var libraryKeys = map[string]string{
 	"boltstore.MaxPending":        "store.max_pending",
 	"boltstore.MaxBytes":          "store.max_bytes",
 	"boltstore.MaxPendingAge":     "store.max_pending_age",
+	"boltstore.Fairness":          "relay.fairness",
 
 	"publisher.SubjectPrefix":          "stream.subject_prefix",
 	"publisher.Source":                 "stream.source",
@@ -172,6 +173,7 @@ func storeOptions(cfg *Config) *boltstore.Options {
 		MaxPendingAge:     cfg.Store.MaxPendingAge,
 		IdempotencyWindow: cfg.Store.IdempotencyWindow,
 		EntityHorizon:     horizon,
+		Fairness:          boltstore.Fairness(cfg.Relay.Fairness),
 	}
 }
 

@@ -91,6 +91,9 @@ func TestConfigExampleHasEveryKey(t *testing.T) {
 			return
 		}
 		for i := 0; i < typ.NumField(); i++ {
+			if !typ.Field(i).IsExported() {
+				continue // not a key (Config.schemas)
+			}
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
 			key := prefix + name
 			if !have[key] {
@@ -161,6 +164,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		name, body, key string
 	}{
 		{"unknown top-level key", "stoer:\n  path: x\n", "stoer"},
+		{"fairness", "relay:\n  fairness: round-robin\n", "relay.fairness: must be fifo or user"},
+		{"otlp endpoint not a URL", "tracing:\n  otlp_endpoint: collector:4318\n", "tracing.otlp_endpoint"},
+		{"otlp endpoint with a query", "tracing:\n  otlp_endpoint: 'http://c:4318/v1/traces?x=1'\n", "tracing.otlp_endpoint"},
+		{"tracing unknown", "tracing:\n  endpoint: x\n", "tracing.endpoint"},
 		{"unknown nested key", "store:\n  pth: x\n", "store.pth"},
 		{"unknown deep key", "nats:\n  tls:\n    ca: x\n", "nats.tls.ca"},
 		{"bad duration", "retry:\n  initial_interval: soon\n", "initial_interval"},
@@ -416,6 +423,7 @@ func TestConfigLibraryRules(t *testing.T) {
 		{"max pending", "store:\n  max_pending: -1\n", store, "boltstore.MaxPending", "store.max_pending"},
 		{"max bytes", "store:\n  max_bytes: 2199023255552\n", store, "boltstore.MaxBytes", "store.max_bytes"},
 		{"max pending age", "store:\n  max_pending_age: 1ns\n", store, "boltstore.MaxPendingAge", "store.max_pending_age"},
+		{"fairness", "relay:\n  fairness: lottery\n", store, "boltstore.Fairness", "relay.fairness"},
 		{"subject prefix", "stream:\n  subject_prefix: 'a.*'\n", pub, "publisher.SubjectPrefix", "stream.subject_prefix"},
 		{"source", "stream:\n  source: 'urn:a b'\n", pub, "publisher.Source", "stream.source"},
 		{"stream name with a dot", "stream:\n  name: 'a.b'\n", pub, "publisher.Stream.Name", "stream.name"},
@@ -444,6 +452,9 @@ func TestConfigLibraryRules(t *testing.T) {
 			return
 		}
 		for i := 0; i < typ.NumField(); i++ {
+			if !typ.Field(i).IsExported() {
+				continue // not a key (Config.schemas)
+			}
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
 			keys[prefix+name] = true
 			walk(typ.Field(i).Type, prefix+name+".")

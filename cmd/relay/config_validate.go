@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -85,6 +86,12 @@ func (c *Config) Validate() error {
 	case "auto", "text", "json":
 	default:
 		return badKey("log.format", "must be auto, text or json, got %q", c.Log.Format)
+	}
+	if e := c.Tracing.OTLPEndpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return badKey("tracing.otlp_endpoint", "want the OTLP/HTTP endpoint as http(s)://host:port[/path], got %q", e)
+		}
 	}
 	return nil
 }

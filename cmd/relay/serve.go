@@ -54,7 +54,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer store.Close()
 
-	url, auth := cfg.NATS.URL, natsAuth(cfg.NATS)
+	url := cfg.NATS.URL
 	if url == "" {
 		ns, u, err := startEmbedded(cfg, log)
 		if err != nil {
@@ -63,58 +63,43 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		url = u
 	}
-	retry := cfg.retryPolicy()
-	pub, err := publisher.Connect(publisher.Config{
-		URL:           url,
-		SubjectPrefix: cfg.Stream.SubjectPrefix,
-		Source:        cfg.Stream.Source,
-		Stream: publisher.StreamConfig{
-			Manage: *cfg.Stream.Manage, Name: cfg.Stream.Name, Replicas: cfg.Stream.Replicas,
-			Storage: cfg.Stream.Storage, DuplicateWindow: cfg.Stream.DuplicateWindow,
-		},
-		Auth:           auth,
-		Retry:          &retry,
-		PublishTimeout: cfg.NATS.PublishTimeout,
-		MaxPending:     cfg.Relay.MaxInFlight,
-		Logger:         log,
-	})
+	pc := cfg.publisherConfig(url)
+	pc.Logger = log
+	pub, err := publisher.Connect(pc)
 	if err != nil {
 		return err
 	}
 	defer pub.Close()
 
-	m := metrics.New(metrics.Options{Store: store, Connected: pub.Connected})
-	rl, err := relay.New(store, pub, relay.Config{
-		BatchSize:        cfg.Relay.BatchSize,
-		MaxInFlight:      cfg.Relay.MaxInFlight,
-		Retry:            retry,
-		Jitter:           *cfg.Retry.Jitter,
-		DrainTimeout:     cfg.Relay.DrainTimeout,
-		DisableReconcile: !*cfg.Relay.Reconcile,
-		DuplicateWindow:  cfg.Stream.DuplicateWindow,
-		Logger:           log,
-		Observer:         m.Observe,
-	})
+	tp, err := newTracerProvider(cfg.Tracing, log)
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(store, httpapi.Options{
-		MaxBodyBytes:         cfg.HTTP.MaxBodyBytes,
-		MaxInflightBodyBytes: cfg.HTTP.MaxInflightBodyBytes,
-		MaxConcurrent:        cfg.HTTP.MaxConcurrentRequests,
-		Ready: func(context.Context) error {
-			if !pub.Connected() {
-				return errors.New("nats not connected")
-			}
-			return nil
-		},
-		Logger:       log,
-		Token:        cfg.HTTP.Token,
-		AllowedTypes: allowedTypes(cfg.EventTypes),
-		Broker:       brokerStatus{pub: pub},
-		Metrics:      m.Handler(),
-		Enqueued:     m.Enqueued,
-	})
+	if tp != nil {
+		defer shutdownTracing(tp, log)
+	}
+	m := metrics.New(metrics.Options{Store: store, Connected: pub.Connected})
+	rc := cfg.relayConfig()
+	rc.Logger, rc.Observer = log, m.Observe
+	if tp != nil { // an untyped nil would not be "off"
+		rc.TracerProvider = tp
+	}
+	rl, err := relay.New(store, pub, rc)
+	if err != nil {
+		return err
+	}
+	ho := cfg.httpOptions()
+	ho.Ready = func(context.Context) error {
+		if !pub.Connected() {
+			return errors.New("nats not connected")
+		}
+		return nil
+	}
+	ho.Logger, ho.Broker, ho.Metrics, ho.Enqueued = log, brokerStatus{pub: pub}, m.Handler(), m.Enqueued
+	if cfg.schemas != nil { // none unless a type has a schema
+		ho.Schemas = cfg.schemas
+	}
+	api := httpapi.New(store, ho)
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
