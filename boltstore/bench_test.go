@@ -301,3 +301,52 @@ func statsStore(b *testing.B, n int) *boltstore.Store {
 	}
 	return s
 }
+
+// BenchmarkEnqueueFeatures: the CPU cost per event of issue 12's features
+// at enqueue, in transactions of 1000 (no fsync: the features' own work,
+// not the disk's): none; a deliver_at (the head filed as delayed); a trace
+// context (two more strings in the record); FairnessUser with 100 users
+// (one more index key per ready head).
+func BenchmarkEnqueueFeatures(b *testing.B) {
+	const perTx = 1000
+	later := time.Now().Add(time.Hour)
+	for _, bc := range []struct {
+		name string
+		opts *boltstore.Options
+		edit func(e *outbox.Event, i int)
+	}{
+		{"none", nil, func(e *outbox.Event, i int) { e.UserID = fmt.Sprint("user-", i%100) }},
+		{"deliver_at", nil, func(e *outbox.Event, i int) { e.UserID, e.DeliverAt = fmt.Sprint("user-", i%100), later }},
+		{"trace", nil, func(e *outbox.Event, i int) {
+			e.UserID = fmt.Sprint("user-", i%100)
+			e.TraceParent, e.TraceState = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "rojo=00f067aa0ba902b7"
+		}},
+		{"fair_user", &boltstore.Options{Fairness: boltstore.FairnessUser}, func(e *outbox.Event, i int) { e.UserID = fmt.Sprint("user-", i%100) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := mustOpen(b, bc.opts)
+			s.DB().NoSync = true
+			var cpu cpuMeter
+			n := 0
+			for b.Loop() {
+				es := make([]*outbox.Event, perTx)
+				for i := range es {
+					es[i] = benchEvent(0)
+					es[i].EntityID = fmt.Sprint("e-", n+i)
+					bc.edit(es[i], n+i)
+				}
+				n += perTx
+				cpu.begin()
+				if err := s.DB().Update(func(tx *bolt.Tx) error {
+					_, err := s.EnqueueTx(tx, es...)
+					return err
+				}); err != nil {
+					b.Fatal(err)
+				}
+				cpu.end()
+			}
+			reportRate(b, b.N*perTx)
+			cpu.report(b)
+		})
+	}
+}

@@ -3,7 +3,7 @@
 // that talk to a running relay through its HTTP API.
 //
 //	relay serve [--config FILE]
-//	relay status | events | purge | reset | backup | verify | test-sync [flags]
+//	relay status | events | purge | reset | backup | verify | test-sync | import | export [flags]
 //	relay compact --config FILE
 package main
 
@@ -63,6 +63,9 @@ $RELAY_CA_FILE for a private CA):
               reads the file itself when no relay is running)
   verify      the integration check: stream, subjects, a probe event end to end
   test-sync   --type T --count N [--wait]: enqueue test events, measure latency
+  import      --ndjson FILE | --coredata FILE [--dry-run] [--include-completed]
+              [--user U]: take over the events of another outbox, keeping ids
+  export      --ndjson FILE [--status S]: the events, one JSON line each
 
 offline (the relay must be stopped):
   compact     --config FILE: rewrite the store file to reclaim free pages
@@ -104,6 +107,8 @@ func dispatch(ctx context.Context, args []string, std stdio) error {
 		"compact":   cmdCompact,
 		"verify":    cmdVerify,
 		"test-sync": cmdTestSync,
+		"import":    cmdImport,
+		"export":    cmdExport,
 		"bench": func(ctx context.Context, args []string, std stdio) error {
 			return benchCmd(ctx, args, std.out, std.errOut)
 		},
