@@ -186,6 +186,27 @@ func (r record) keys() (entity, user []byte, err error) {
 
 // patched copies r for a put with the relay's fields changed: status,
 // attempts, the attempt times and, when lastError is not nil, last_error.
+// deliverAt reads the record's deliver_at (zero when it has none) without
+// decoding the rest.
+func (r record) deliverAt() (time.Time, error) {
+	if r[offFlags]&flagDeliverAt == 0 {
+		return time.Time{}, nil
+	}
+	d := decoder{b: r[recordHeader:r.errorAt()]}
+	for range 4 { // type, entity_id, user_id, content_type
+		d.string()
+	}
+	d.bytes() // metadata
+	if r[offFlags]&flagRetry != 0 {
+		d.take(24)
+	}
+	v := d.take(8)
+	if d.err != nil || v == nil {
+		return time.Time{}, errCorrupt
+	}
+	return fromNanos(int64(binary.BigEndian.Uint64(v))), nil
+}
+
 func (r record) patched(st outbox.Status, attempts int, lastTry, nextTry, completed time.Time, lastError *string) []byte {
 	at := r.errorAt()
 	var out []byte

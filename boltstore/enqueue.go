@@ -75,6 +75,9 @@ func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created i
 		return 0, err
 	}
 	parent, state := outbox.TraceFromContext(ctx)
+	if outbox.ValidateTraceContext(parent, state) != nil {
+		state = "" // a tracestate over its bound is dropped, the traceparent kept
+	}
 	for i, e := range events {
 		if e.TraceParent == "" && parent != "" {
 			e.TraceParent, e.TraceState = parent, state

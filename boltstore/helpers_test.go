@@ -194,6 +194,9 @@ func idxKey(s string, n uint64) string { return fmt.Sprintf("%q|%d", s, n) }
 func stateKey(e *outbox.Event) string {
 	k := []byte{statusCode[e.Status], byte(outbox.MaxPriority - e.Priority)}
 	t := e.AcceptedAt
+	if e.DeliverAt.After(t) { // a delayed event is pending from its deliver_at
+		t = e.DeliverAt
+	}
 	if e.Status == outbox.StatusCompleted {
 		k[1], t = 0, e.CompletedAt
 	}
@@ -459,8 +462,16 @@ func checkInvariants(s *boltstore.Store) error {
 	if mark == nil {
 		mark = make([]byte, 16)
 	}
+	// since is when a pending event is pending from: accepted_at, or a
+	// later deliver_at (the time of its by_status key).
+	since := func(e *outbox.Event) time.Time {
+		if e.DeliverAt.After(e.AcceptedAt) {
+			return e.DeliverAt
+		}
+		return e.AcceptedAt
+	}
 	stale := func(e *outbox.Event) bool {
-		return e.Status == outbox.StatusPending && string(timeKey(e.AcceptedAt, e.Seq)) < string(mark)
+		return e.Status == outbox.StatusPending && string(timeKey(since(e), e.Seq)) < string(mark)
 	}
 
 	// Recount every counter from the records.
@@ -491,8 +502,8 @@ func checkInvariants(s *boltstore.Store) error {
 			}
 			switch e.Status {
 			case outbox.StatusPending:
-				if t.oldest.IsZero() || e.AcceptedAt.Before(t.oldest) {
-					t.oldest = e.AcceptedAt
+				if t.oldest.IsZero() || since(e).Before(t.oldest) {
+					t.oldest = since(e)
 				}
 				if t.firstPending == 0 || seq < t.firstPending {
 					t.firstPending = seq
@@ -608,13 +619,13 @@ func checkInvariants(s *boltstore.Store) error {
 		}
 		staleSeqs[e.Seq] = true
 		staleByUser[e.UserID]++
-		if e.AcceptedAt.After(newestStale) {
-			newestStale = e.AcceptedAt
+		if since(e).After(newestStale) {
+			newestStale = since(e)
 		}
 	}
 	for seq, e := range events {
-		if e.Status == outbox.StatusPending && !staleSeqs[seq] && !e.AcceptedAt.After(newestStale) && len(staleNow) > 0 {
-			fail("StaleEvents: pending seq %d accepted %v is not listed, though seq accepted %v is", seq, e.AcceptedAt, newestStale)
+		if e.Status == outbox.StatusPending && !staleSeqs[seq] && !since(e).After(newestStale) && len(staleNow) > 0 {
+			fail("StaleEvents: pending seq %d pending since %v is not listed, though one since %v is", seq, since(e), newestStale)
 		}
 	}
 	checkStats := func(who string, st boltstore.Stats, t *userTally, staleWant int64, perPrio bool) {

@@ -133,7 +133,7 @@ func userSeqPrefix(user string) []byte { return append(lenPrefixed(user, 9), key
 // 0 and its completed_at as time, so completed events are in completion
 // order (retention reads them oldest first); the others have 9-priority as
 // rank and their accepted_at as time (the store's clock, never the client's
-// created_at), so each status is listed highest priority first, oldest first
+// created_at; a later deliver_at instead, pendingSince), so each status is listed highest priority first, oldest first
 // within a priority, and the oldest pending event of each priority is the
 // first key of its range.
 func stateKey(e *outbox.Event) []byte {
@@ -146,7 +146,17 @@ func appendStateKey(k []byte, e *outbox.Event) []byte {
 		return appendTimeKey(k, e.CompletedAt, e.Seq)
 	}
 	k = append(k, statusCode(e.Status), rprio(e.Priority))
-	return appendTimeKey(k, e.AcceptedAt, e.Seq)
+	return appendTimeKey(k, pendingSince(e), e.Seq)
+}
+
+// pendingSince is the time of an unfinished event in by_status: when it
+// was accepted, or its deliver_at when that is later, so that a delayed
+// event is neither stale nor old (max_pending_age) before it is due.
+func pendingSince(e *outbox.Event) time.Time {
+	if e.DeliverAt.After(e.AcceptedAt) {
+		return e.DeliverAt
+	}
+	return e.AcceptedAt
 }
 
 // stateKeyLen is the length of a by_status key.

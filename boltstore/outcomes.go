@@ -122,6 +122,9 @@ func (w *writer) headRecord(seq uint64) (r record, head *outbox.Event, err error
 		}
 	}
 	head.ID = uuid.UUID(r.id()).String()
+	if head.DeliverAt, err = r.deliverAt(); err != nil { // part of its by_status key
+		return nil, nil, w.corrupt("event seq %d: %v", seq, err)
+	}
 	head.AttemptCount = int(binary.BigEndian.Uint32(r[offAttempts:]))
 	head.MaxAttempts = int(binary.BigEndian.Uint32(r[offMax:]))
 	return r, head, nil
@@ -247,8 +250,11 @@ func (s *Store) Due(ctx context.Context, now time.Time, n int, skip func(seq uin
 			delayed++
 		}
 		if s.opts.Fairness == FairnessUser {
-			// Highest priority first, round-robin across users within one.
-			ready := 0
+			// Highest priority first, round-robin across users within one,
+			// in the room the events out of a delay left: every pick is
+			// returned, so the next batch's first round starts right after
+			// the last user served.
+			ready := len(events)
 			for rank := byte(0); rank <= outbox.MaxPriority && ready < n; rank++ {
 				before := len(events)
 				var err error

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/fitiqcore/outbox"
@@ -45,19 +46,24 @@ func cmdExport(ctx context.Context, args []string, std stdio) error {
 	var w io.Writer = std.out
 	var f *os.File
 	if *path != "-" {
-		if f, err = os.Create(*path); err != nil {
+		// A file of its own beside the target, renamed over it when whole:
+		// a failed export leaves an earlier one as it was.
+		if f, err = os.CreateTemp(filepath.Dir(*path), filepath.Base(*path)+".*.tmp"); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
+		defer os.Remove(f.Name()) // after the rename, nothing
 		defer f.Close()
 		w = f
 	}
 	bw := bufio.NewWriter(w)
-	n, err := exportEvents(ctx, c, *status, bw)
+	n, err := exportEvents(ctx, c, outbox.Status(*status), bw)
 	if err == nil {
 		err = bw.Flush()
 	}
 	if err == nil && f != nil {
-		err = f.Close()
+		if err = f.Close(); err == nil {
+			err = os.Rename(f.Name(), *path)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("export: after %d events: %w", n, err)
@@ -66,14 +72,14 @@ func cmdExport(ctx context.Context, args []string, std stdio) error {
 	return nil
 }
 
-// exportEvents pages through GET /v1/events, writing each event as a line.
-func exportEvents(ctx context.Context, c *client, status string, w io.Writer) (int, error) {
+// exportEvents pages through GET /v1/events, writing each event (of
+// status, when not empty) as a line. It lists them unfiltered, in
+// acceptance order, and filters here: a listing by status is by priority
+// first, and an import must see each entity's events in their order.
+func exportEvents(ctx context.Context, c *client, status outbox.Status, w io.Writer) (int, error) {
 	n, cursor := 0, ""
 	for {
 		q := url.Values{"limit": {strconv.Itoa(httpapi.MaxLimit)}}
-		if status != "" {
-			q.Set("status", status)
-		}
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
@@ -82,6 +88,9 @@ func exportEvents(ctx context.Context, c *client, status string, w io.Writer) (i
 			return n, err
 		}
 		for _, e := range page.Events {
+			if status != "" && e.Status != status {
+				continue
+			}
 			b, err := json.Marshal(e)
 			if err != nil {
 				return n, err

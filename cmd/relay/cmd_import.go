@@ -108,6 +108,7 @@ type importer struct {
 	dryRun  bool
 	batch   int
 	pending []importRow
+	bytes   int // the pending rows' JSON
 	sum     importSummary
 	prog    *progress
 }
@@ -135,12 +136,28 @@ func (im *importer) add(ctx context.Context, row importRow) error {
 		}
 		return nil
 	}
+	b, err := json.Marshal(row.event)
+	if err != nil {
+		im.bad(row, err)
+		return nil
+	}
+	if im.bytes+len(b) > maxImportBody && len(im.pending) > 0 {
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
+	}
 	im.pending = append(im.pending, row)
+	im.bytes += len(b)
 	if len(im.pending) >= im.batch {
 		return im.flush(ctx)
 	}
 	return nil
 }
+
+// maxImportBody bounds the events of one batch request, in bytes: well
+// under the relay's default http.max_body_bytes (16 MiB), so that large
+// payloads make smaller batches rather than a 413.
+const maxImportBody = 4 << 20
 
 // checkRow is --dry-run's check of a row: the event decodes and passes the
 // rules every store holds it to (the relay's own limits may be tighter).
@@ -170,7 +187,7 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		resp, err := im.c.request(ctx, http.MethodPost, "/v1/events/batch", nil, map[string]any{"events": events})
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
+		if errors.As(err, &ae) && rowFault(ae.Status) {
 			i := 0
 			if m := eventIndex.FindStringSubmatch(ae.Message); m != nil {
 				i, _ = strconv.Atoi(m[1])
@@ -198,9 +215,17 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		im.sum.Imported += created
 		im.sum.AlreadyStored += len(im.pending) - created
-		im.pending = im.pending[:0]
+		im.pending, im.bytes = im.pending[:0], 0
 	}
 	return nil
+}
+
+// rowFault reports whether an answer can be one event's fault: a
+// validation failure (400), an id stored with other content (409), an event
+// too large (413). Anything else (auth, a full outbox, a busy relay) ends
+// the import: no row is bad for it.
+func rowFault(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusRequestEntityTooLarge
 }
 
 func (im *importer) printSummary(std stdio, asJSON bool) error {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fitiqcore/outbox"
+	"github.com/fitiqcore/outbox/boltstore"
+	"github.com/fitiqcore/outbox/httpapi"
 	"github.com/google/uuid"
 )
 
@@ -172,4 +177,55 @@ func TestExportImportNDJSON(t *testing.T) {
 	contains(t, "bad rows", res.stderr, "row 5: id \"\"", "row 6: not a JSON object")
 	res = cli(t, "", "import", "--addr", dst.addr, "--ndjson", file, "--include-completed").wantCode(t, 1)
 	contains(t, "second import", res.stdout, "0 imported", "3 already stored")
+}
+
+// export --status lists in acceptance order, so that an import sees each
+// entity's events in their order (a listing by status is by priority
+// first: found in review, the paid order came before its creation).
+func TestExportStatusKeepsEntityOrder(t *testing.T) {
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "o.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv := httptest.NewServer(httpapi.New(store, httpapi.Options{})) // no relay: the events stay pending
+	defer srv.Close()
+	created := &outbox.Event{Type: "order.created", EntityID: "order-1", Priority: 0}
+	paid := &outbox.Event{Type: "order.paid", EntityID: "order-1", Priority: 5}
+	if _, err := store.Enqueue(context.Background(), created, paid); err != nil {
+		t.Fatal(err)
+	}
+	c, err := newClient(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if n, err := exportEvents(context.Background(), c, outbox.StatusPending, &buf); err != nil || n != 2 {
+		t.Fatalf("export: %d, %v", n, err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], created.ID) || !strings.Contains(lines[1], paid.ID) {
+		t.Errorf("exported in the order:\n%s", buf.String())
+	}
+}
+
+// A row whose metadata is JSON null imports as one without metadata
+// (it crashed the import: found in review).
+func TestImportCoreDataNullMetadata(t *testing.T) {
+	id := uuid.New()
+	at := coreDataSeconds(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
+	path := writeCoreData(t, fitiqColumns, [][]any{
+		{blob(id), "mood.created", "mood-1", "user-7", "pending", at, nil, 1, 5, "timeout", nil, "null", 0, 1},
+	})
+	var rows []importRow
+	if err := readCoreData(context.Background(), path, importOptions{}, func(r importRow) error { rows = append(rows, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].err != nil {
+		t.Fatalf("rows %+v", rows)
+	}
+	meta := rows[0].event["metadata"].(map[string]any)
+	if meta["import_attempts"] != int64(1) || meta["import_error"] != "timeout" {
+		t.Errorf("metadata %v", meta)
+	}
 }

@@ -45,7 +45,9 @@ type importOptions struct {
 func readNDJSON(r io.Reader, o importOptions, each func(importRow) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 32<<20)
+	lines := 0
 	for n := 1; sc.Scan(); n++ {
+		lines = n
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
@@ -76,7 +78,10 @@ func readNDJSON(r io.Reader, o importOptions, each func(importRow) error) error 
 			return err
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w (a line holds at most 32 MiB)", lines+1, err)
+	}
+	return nil
 }
 
 // coreDataEpoch is Core Data's reference date: its dates are seconds since.
@@ -182,7 +187,10 @@ func coreDataRow(n int, v map[string]any, o importOptions) importRow {
 		return bad("%v", err)
 	}
 	row.id = id
-	raw, _ := textColumn(v["ZSTATUS"])
+	raw, ok := textColumn(v["ZSTATUS"])
+	if !ok {
+		return bad("ZSTATUS %v: want pending, processing, completed or failed", v["ZSTATUS"])
+	}
 	status := outbox.Status(strings.ToLower(raw))
 	switch status {
 	case outbox.StatusPending, outbox.StatusProcessing, outbox.StatusFailed:
@@ -200,18 +208,23 @@ func coreDataRow(n int, v map[string]any, o importOptions) importRow {
 	if !created.IsZero() {
 		ev["created_at"] = created.Format(time.RFC3339Nano)
 	}
-	if c, ok := v["ZENTITYID"]; ok && c != nil {
-		if b, isBlob := c.([]byte); isBlob && len(b) == 16 {
-			ev["entity_id"] = uuid.UUID(b).String()
-		} else if s, ok := textColumn(c); ok {
-			ev["entity_id"] = s
-		} else {
-			return bad("ZENTITYID: a %d-byte blob, want a 16-byte UUID or text", len(b))
+	for col, key := range map[string]string{"ZENTITYID": "entity_id", "ZUSERID": "user_id"} {
+		switch c := v[col].(type) {
+		case nil:
+		case []byte: // Core Data's UUID
+			if len(c) != 16 {
+				return bad("%s: a %d-byte blob, want a 16-byte UUID or text", col, len(c))
+			}
+			ev[key] = uuid.UUID(c).String()
+		case string:
+			if c != "" {
+				ev[key] = c
+			}
+		default:
+			return bad("%s: %v, want a 16-byte UUID or text", col, c)
 		}
 	}
-	if s, ok := textColumn(v["ZUSERID"]); ok && s != "" {
-		ev["user_id"] = s
-	} else if o.user != "" {
+	if _, ok := ev["user_id"]; !ok && o.user != "" {
 		ev["user_id"] = o.user
 	}
 	for col, key := range map[string]string{"ZPRIORITY": "priority", "ZMAXATTEMPTS": "max_attempts"} {
@@ -238,6 +251,9 @@ func coreDataRow(n int, v map[string]any, o importOptions) importRow {
 		dec.UseNumber()
 		if err := dec.Decode(&meta); err != nil {
 			return bad("ZMETADATA: not a JSON object: %v", err)
+		}
+		if meta == nil { // "null"
+			meta = map[string]any{}
 		}
 	}
 	attempts := int64(0)
@@ -322,7 +338,7 @@ func dateColumn(col string, c any) (time.Time, error) {
 	default:
 		return time.Time{}, fmt.Errorf("%s: %v is not a Core Data date (seconds since 2001-01-01)", col, c)
 	}
-	if math.IsNaN(secs) || math.IsInf(secs, 0) || math.Abs(secs) > 1e10 {
+	if math.IsNaN(secs) || math.IsInf(secs, 0) || math.Abs(secs) > 9e9 { // within time.Duration's nanoseconds
 		return time.Time{}, fmt.Errorf("%s: %v is not a Core Data date (seconds since 2001-01-01)", col, c)
 	}
 	whole, frac := math.Modf(secs)
