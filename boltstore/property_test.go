@@ -171,6 +171,9 @@ func (r *propRun) newEvents() []*outbox.Event {
 			MaxAttempts: 1 + r.rng.IntN(3),
 			Payload:     fmt.Appendf(nil, "%d", r.rng.Uint64()),
 		}
+		if r.rng.IntN(5) == 0 { // delayed delivery: in the clock's near future or just past
+			es[i].DeliverAt = r.clk.Now().Add(time.Duration(r.rng.IntN(12)-2) * time.Second)
+		}
 	}
 	return es
 }
@@ -184,7 +187,7 @@ func (r *propRun) enqueue() {
 	for _, e := range es {
 		r.ids = append(r.ids, e.ID)
 		r.bySeq[e.Seq] = e.ID
-		r.logf("enqueue seq %d entity %q #%d p%d max %d", e.Seq, e.EntityID, e.EntitySeq, e.Priority, e.MaxAttempts)
+		r.logf("enqueue seq %d entity %q #%d p%d max %d deliver %v", e.Seq, e.EntityID, e.EntitySeq, e.Priority, e.MaxAttempts, e.DeliverAt)
 	}
 	// Re-enqueueing one of them is a no-op.
 	if again := *es[0]; r.rng.IntN(4) == 0 {
