@@ -54,6 +54,20 @@ func (e *Event) TraceContext(ctx context.Context) context.Context {
 	return w3c.Extract(ctx, c)
 }
 
+// ReceivedTraceContext is what a receiver keeps of a trace context it was
+// handed (a request's headers, a caller's span), as W3C asks: nothing when
+// the traceparent does not parse, the traceparent alone when only the
+// tracestate does not (too long, or bytes a header cannot carry).
+func ReceivedTraceContext(traceparent, tracestate string) (string, string) {
+	if ValidateTraceContext(traceparent, "") != nil {
+		return "", ""
+	}
+	if ValidateTraceContext(traceparent, tracestate) != nil {
+		return traceparent, ""
+	}
+	return traceparent, tracestate
+}
+
 // ValidateTraceContext checks a traceparent (version 00 form: 2 hex digits,
 // a 32-digit trace id, a 16-digit parent id and 2 digits of flags, lower
 // case, neither id all zeros, version not ff) and a tracestate (at most

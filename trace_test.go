@@ -122,3 +122,18 @@ func TestDeliverAt(t *testing.T) {
 		})
 	}
 }
+
+func TestReceivedTraceContext(t *testing.T) {
+	for _, tt := range []struct{ parent, state, wantParent, wantState string }{
+		{parent, "a=b", parent, "a=b"},
+		{parent, strings.Repeat("a", outbox.MaxTraceStateLen+1), parent, ""},
+		{parent, "a=\x01", parent, ""},
+		{"00-nothex", "a=b", "", ""},
+		{"", "a=b", "", ""},
+	} {
+		p, s := outbox.ReceivedTraceContext(tt.parent, tt.state)
+		if p != tt.wantParent || s != tt.wantState {
+			t.Errorf("ReceivedTraceContext(%q, %.10q) = %q, %q; want %q, %q", tt.parent, tt.state, p, s, tt.wantParent, tt.wantState)
+		}
+	}
+}

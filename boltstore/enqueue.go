@@ -74,10 +74,7 @@ func (s *Store) Enqueue(ctx context.Context, events ...*outbox.Event) (created i
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	parent, state := outbox.TraceFromContext(ctx)
-	if outbox.ValidateTraceContext(parent, state) != nil {
-		state = "" // a tracestate over its bound is dropped, the traceparent kept
-	}
+	parent, state := outbox.ReceivedTraceContext(outbox.TraceFromContext(ctx))
 	for i, e := range events {
 		if e.TraceParent == "" && parent != "" {
 			e.TraceParent, e.TraceState = parent, state

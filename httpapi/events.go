@@ -154,16 +154,9 @@ func (s *Server) reportEnqueued(events []*outbox.Event, created int) {
 // request is answered as without one); an event's own traceparent field is
 // validated with the event.
 func withRequestTrace(r *http.Request, events ...*outbox.Event) {
-	parent := strings.TrimSpace(r.Header.Get("traceparent"))
+	parent, state := outbox.ReceivedTraceContext(strings.TrimSpace(r.Header.Get("traceparent")), strings.TrimSpace(r.Header.Get("tracestate")))
 	if parent == "" {
 		return
-	}
-	state := strings.TrimSpace(r.Header.Get("tracestate"))
-	if outbox.ValidateTraceContext(parent, state) != nil {
-		if outbox.ValidateTraceContext(parent, "") != nil {
-			return
-		}
-		state = "" // a bad tracestate alone is dropped, the traceparent kept
 	}
 	for _, e := range events {
 		if e.TraceParent == "" && e.TraceState == "" {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,19 +19,11 @@ const (
 // latency: one event per EnqueueTx commit at a steady rate, timed from the
 // commit's return to the Done of its outcome.
 func (r *runner) latency(ctx context.Context) error {
-	store, dir, err := r.openStore("latency")
+	store, pub, done, err := r.storeAndStream(ctx, "latency")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	defer store.Close()
-	name, prefix := r.stream("latency")
-	pub, err := r.publisher(ctx, "latency", name, prefix)
-	if err != nil {
-		return err
-	}
-	defer r.deleteStream(name)
-	defer pub.Close()
+	defer done()
 
 	var t tally
 	var times commitTimes
@@ -91,19 +82,11 @@ func (r *runner) latencyLoaded(ctx context.Context) error {
 	if rate <= 0 {
 		rate = 5000
 	}
-	store, dir, err := r.openStore("latency_loaded")
+	store, pub, done, err := r.storeAndStream(ctx, "latency_loaded")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	defer store.Close()
-	name, prefix := r.stream("latency_loaded")
-	pub, err := r.publisher(ctx, "latency_loaded", name, prefix)
-	if err != nil {
-		return err
-	}
-	defer r.deleteStream(name)
-	defer pub.Close()
+	defer done()
 
 	var t tally
 	var times commitTimes

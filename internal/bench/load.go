@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,19 +16,11 @@ import (
 // sustained: 64 producers enqueueing and the relay publishing at once;
 // events completed per second of the run.
 func (r *runner) sustained(ctx context.Context) error {
-	store, dir, err := r.openStore("sustained")
+	store, pub, done, err := r.storeAndStream(ctx, "sustained")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	defer store.Close()
-	name, prefix := r.stream("sustained")
-	pub, err := r.publisher(ctx, "sustained", name, prefix)
-	if err != nil {
-		return err
-	}
-	defer r.deleteStream(name)
-	defer pub.Close()
+	defer done()
 
 	var mu sync.Mutex
 	var from, to time.Time

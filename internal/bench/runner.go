@@ -155,6 +155,28 @@ func (r *runner) preload(ctx context.Context, store *boltstore.Store, phase stri
 	return nil
 }
 
+// storeAndStream opens a phase's store, and a publisher on a stream of its
+// own; done closes the publisher, deletes the stream and removes the store.
+func (r *runner) storeAndStream(ctx context.Context, phase string) (*boltstore.Store, *publisher.Publisher, func(), error) {
+	store, dir, err := r.openStore(phase)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	name, prefix := r.stream(phase)
+	pub, err := r.publisher(ctx, phase, name, prefix)
+	if err != nil {
+		store.Close()
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	return store, pub, func() {
+		pub.Close()
+		r.deleteStream(name)
+		store.Close()
+		os.RemoveAll(dir)
+	}, nil
+}
+
 // publisher connects the relay's publisher to a fresh stream it manages.
 func (r *runner) publisher(ctx context.Context, phase, name, prefix string) (*publisher.Publisher, error) {
 	pub, err := publisher.Connect(publisher.Config{
